@@ -1,0 +1,536 @@
+//! Consul through the local agent's HTTP API (spec 6.1): `PUT /v1/agent/service/register`,
+//! `PUT /v1/agent/service/deregister/<id>`, `GET /v1/agent/services`, ping on
+//! `GET /v1/status/leader`. Checks come from `check_*` attributes; other attributes go to `Meta`
+//! when Consul would accept them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Backend, Error, Uri};
+use crate::docker::container::id12;
+use crate::docker::percent_encode;
+use crate::service::Service;
+
+const DEFAULT_ADDR: &str = "127.0.0.1:8500";
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest response read from the agent (the service list of a busy agent).
+const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
+
+pub struct Consul {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Consul {
+    pub fn from_uri(u: &Uri) -> Result<Consul, String> {
+        if !u.path.is_empty() && u.path != "/" {
+            return Err(format!(
+                "consul: unexpected path {:?} in the registry URI (consul://host:port)",
+                u.path
+            ));
+        }
+        let env_addr = std::env::var("CONSUL_HTTP_ADDR")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let addr = if u.authority.is_empty() {
+            let a = env_addr.as_deref().unwrap_or(DEFAULT_ADDR);
+            let a = a.strip_prefix("http://").unwrap_or(a).trim_end_matches('/');
+            if a.contains("://") {
+                return Err(format!(
+                    "consul: CONSUL_HTTP_ADDR {a:?}: only http://host:port or host:port here"
+                ));
+            }
+            super::check_host_port(a).map_err(|e| format!("consul: CONSUL_HTTP_ADDR: {e}"))?;
+            a.to_string()
+        } else {
+            u.host_port(DEFAULT_ADDR)?
+        };
+        Ok(Consul::new(&format!("http://{addr}")))
+    }
+
+    pub fn new(base: &str) -> Consul {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(TIMEOUT))
+            .http_status_as_error(false)
+            .user_agent(concat!("registrator/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Consul {
+            base: base.to_string(),
+            token: std::env::var("CONSUL_HTTP_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+            agent: config.into(),
+        }
+    }
+
+    /// Sends one request; a non-2xx status becomes an error with Consul's own words.
+    fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<String, String> {
+        let url = format!("{}{}", self.base, path);
+        let result = match method {
+            "GET" => {
+                let mut req = self.agent.get(&url);
+                if let Some(t) = &self.token {
+                    req = req.header("X-Consul-Token", t);
+                }
+                req.call()
+            }
+            _ => {
+                let mut req = self.agent.put(&url);
+                if let Some(t) = &self.token {
+                    req = req.header("X-Consul-Token", t);
+                }
+                match body {
+                    Some(b) => req.content_type("application/json").send(&b[..]),
+                    None => req.send_empty(),
+                }
+            }
+        };
+        let mut resp = result.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE)
+            .read_to_string()
+            .unwrap_or_default();
+        if !(200..300).contains(&status) {
+            let reason = text.trim();
+            let reason = reason.get(..reason.len().min(512)).unwrap_or(reason);
+            return Err(format!("HTTP {status}: {reason}"));
+        }
+        Ok(text)
+    }
+}
+
+impl Backend for Consul {
+    fn ping(&mut self) -> Result<(), Error> {
+        let leader = self
+            .call("GET", "/v1/status/leader", None)
+            .map_err(|e| Error(format!("consul: ping {}: {e}", self.base)))?;
+        let leader = leader.trim().trim_matches('"');
+        if leader.is_empty() {
+            return Err(Error(format!(
+                "consul: ping {}: no cluster leader",
+                self.base
+            )));
+        }
+        Ok(())
+    }
+
+    fn register(&mut self, s: &Service) -> Result<(), Error> {
+        let body = registration(s);
+        let json = serde_json::to_vec(&body.reg).expect("a registration serializes");
+        for w in &body.warnings {
+            log::warn!("consul: {}: {w}", s.id);
+        }
+        self.call("PUT", "/v1/agent/service/register", Some(json))
+            .map(drop)
+            .map_err(|e| Error(format!("consul: register {}: {e}", s.id)))
+    }
+
+    fn deregister(&mut self, s: &Service) -> Result<(), Error> {
+        let path = format!("/v1/agent/service/deregister/{}", percent_encode(&s.id));
+        match self.call("PUT", &path, None) {
+            Ok(_) => Ok(()),
+            // Already gone (the agent restarted, someone removed it): nothing to do.
+            Err(e) if e.starts_with("HTTP 404") => Ok(()),
+            Err(e) => Err(Error(format!("consul: deregister {}: {e}", s.id))),
+        }
+    }
+
+    fn list(&mut self) -> Result<Vec<String>, Error> {
+        let text = self
+            .call("GET", "/v1/agent/services", None)
+            .map_err(|e| Error(format!("consul: list services: {e}")))?;
+        let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text)
+            .map_err(|e| Error(format!("consul: list services: invalid JSON: {e}")))?;
+        Ok(map.into_keys().collect())
+    }
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Registration {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    pub address: String,
+    pub port: u16,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
+}
+
+#[derive(Serialize, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Check {
+    #[serde(rename = "HTTP", skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(rename = "TLSSkipVerify", skip_serializing_if = "Option::is_none")]
+    pub tls_skip_verify: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    #[serde(rename = "TTL", skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    #[serde(rename = "TCP", skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<String>,
+    #[serde(rename = "GRPC", skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<String>,
+    #[serde(rename = "GRPCUseTLS", skip_serializing_if = "Option::is_none")]
+    pub grpc_use_tls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deregister_critical_service_after: Option<String>,
+}
+
+/// A registration body and what was dropped from it, for warnings.
+pub struct Built {
+    pub reg: Registration,
+    pub warnings: Vec<String>,
+}
+
+const MAX_META_PAIRS: usize = 64;
+const MAX_META_KEY: usize = 128;
+const MAX_META_VALUE: usize = 512;
+
+/// The registration body for a service: pure, so it is table-tested.
+pub fn registration(s: &Service) -> Built {
+    let mut warnings = Vec::new();
+    let mut meta = BTreeMap::new();
+    for (k, v) in &s.attrs {
+        if k.starts_with("check_") {
+            continue;
+        }
+        let reason = if k.len() > MAX_META_KEY {
+            Some("key longer than 128 characters")
+        } else if !k
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            Some("key has characters other than A-Z a-z 0-9 _ -")
+        } else if k.starts_with("consul-") {
+            Some("key starts with \"consul-\" (reserved)")
+        } else if v.len() > MAX_META_VALUE {
+            Some("value longer than 512 characters")
+        } else if meta.len() >= MAX_META_PAIRS {
+            Some("more than 64 pairs")
+        } else {
+            None
+        };
+        match reason {
+            Some(r) => warnings.push(format!("Meta {k:?} dropped: {r}")),
+            None => {
+                meta.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let check = check(s, &mut warnings);
+    Built {
+        reg: Registration {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            tags: s.tags.clone(),
+            address: s.ip.clone(),
+            port: s.port,
+            meta,
+            check,
+        },
+        warnings,
+    }
+}
+
+/// `true/false/1/0/yes/no`; anything else is false with a warning.
+fn flag(s: &Service, key: &str, warnings: &mut Vec<String>) -> Option<bool> {
+    let v = s.attrs.get(key)?;
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" | "" => Some(false),
+        _ => {
+            warnings.push(format!("{key}={v:?} is not a boolean; taken as false"));
+            Some(false)
+        }
+    }
+}
+
+fn check(s: &Service, warnings: &mut Vec<String>) -> Option<Check> {
+    let attr = |k: &str| s.attrs.get(k).filter(|v| !v.is_empty()).cloned();
+    let addr = s.address();
+    let mut c = Check::default();
+    if let Some(path) = attr("check_http") {
+        c.http = Some(format!("http://{addr}{path}"));
+        c.method = attr("check_http_method");
+        c.timeout = attr("check_timeout");
+    } else if let Some(path) = attr("check_https") {
+        c.http = Some(format!("https://{addr}{path}"));
+        c.method = attr("check_https_method");
+        c.tls_skip_verify = flag(s, "check_tls_skip_verify", warnings);
+        c.timeout = attr("check_timeout");
+    } else if let Some(cmd) = attr("check_cmd") {
+        c.args = Some(vec![
+            "check-cmd".into(),
+            id12(&s.container_id).to_string(),
+            s.exposed_port.to_string(),
+            cmd,
+        ]);
+        c.timeout = attr("check_timeout");
+    } else if let Some(line) = attr("check_script") {
+        let line = line
+            .replace("$SERVICE_IP", &s.ip)
+            .replace("$SERVICE_PORT", &s.port.to_string());
+        match split_shell(&line) {
+            Ok(args) if !args.is_empty() => c.args = Some(args),
+            Ok(_) => {
+                warnings.push("check_script is empty; no check".into());
+                return None;
+            }
+            Err(e) => {
+                warnings.push(format!("check_script {line:?}: {e}; no check"));
+                return None;
+            }
+        }
+        c.timeout = attr("check_timeout");
+    } else if let Some(ttl) = attr("check_ttl") {
+        c.ttl = Some(ttl);
+    } else if attr("check_tcp").is_some() {
+        c.tcp = Some(addr);
+        c.timeout = attr("check_timeout");
+    } else if attr("check_grpc").is_some() {
+        c.grpc = Some(addr);
+        c.grpc_use_tls = flag(s, "check_grpc_use_tls", warnings);
+        c.tls_skip_verify = flag(s, "check_tls_skip_verify", warnings);
+        c.timeout = attr("check_timeout");
+    } else {
+        return None;
+    }
+    if c.ttl.is_none() {
+        c.interval = Some(attr("check_interval").unwrap_or_else(|| "10s".into()));
+    }
+    c.status = attr("check_initial_status");
+    c.deregister_critical_service_after = attr("check_deregister_after");
+    Some(c)
+}
+
+/// Splits a command line like a POSIX shell would split words: whitespace separates, single
+/// quotes keep everything, double quotes keep all but `\"` and `\\`, a backslash escapes the
+/// next character. No expansion of anything.
+pub fn split_shell(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(ch) = chars.next() {
+        match ch {
+            ' ' | '\t' | '\n' => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err("unclosed single quote".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
+                            Some(c) => {
+                                cur.push('\\');
+                                cur.push(c);
+                            }
+                            None => return Err("unclosed double quote".into()),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err("unclosed double quote".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => cur.push(c),
+                    None => return Err("trailing backslash".into()),
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn svc(attrs: &[(&str, &str)]) -> Service {
+        Service {
+            id: "h:web:80".into(),
+            name: "web".into(),
+            ip: "127.0.0.1".into(),
+            port: 8080,
+            tags: vec![],
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            container_id: "0123456789abcdef".into(),
+            container_name: "web".into(),
+            exposed_port: 80,
+            proto: "tcp".into(),
+        }
+    }
+
+    fn body(attrs: &[(&str, &str)]) -> serde_json::Value {
+        serde_json::to_value(registration(&svc(attrs)).reg).unwrap()
+    }
+
+    #[test]
+    fn plain_registration_omits_empty_fields() {
+        assert_eq!(
+            body(&[]),
+            json!({"ID": "h:web:80", "Name": "web", "Address": "127.0.0.1", "Port": 8080})
+        );
+        let mut s = svc(&[("region", "us2")]);
+        s.tags = vec!["a".into()];
+        assert_eq!(
+            serde_json::to_value(registration(&s).reg).unwrap(),
+            json!({"ID": "h:web:80", "Name": "web", "Tags": ["a"], "Address": "127.0.0.1",
+                   "Port": 8080, "Meta": {"region": "us2"}})
+        );
+    }
+
+    #[test]
+    fn checks_in_order_of_precedence() {
+        let c = |a: &[(&str, &str)]| body(a)["Check"].clone();
+        assert_eq!(
+            c(&[
+                ("check_http", "/health"),
+                ("check_tcp", "1"),
+                ("check_timeout", "2s"),
+                ("check_http_method", "HEAD")
+            ]),
+            json!({"HTTP": "http://127.0.0.1:8080/health", "Method": "HEAD", "Interval": "10s", "Timeout": "2s"})
+        );
+        assert_eq!(
+            c(&[
+                ("check_https", "/h"),
+                ("check_tls_skip_verify", "yes"),
+                ("check_interval", "3s")
+            ]),
+            json!({"HTTP": "https://127.0.0.1:8080/h", "TLSSkipVerify": true, "Interval": "3s"})
+        );
+        assert_eq!(
+            c(&[("check_https", "/h"), ("check_tls_skip_verify", "false")]),
+            json!({"HTTP": "https://127.0.0.1:8080/h", "TLSSkipVerify": false, "Interval": "10s"})
+        );
+        assert_eq!(
+            c(&[("check_cmd", "/bin/health")]),
+            json!({"Args": ["check-cmd", "0123456789ab", "80", "/bin/health"], "Interval": "10s"})
+        );
+        assert_eq!(
+            c(&[("check_script", "nc -z '$SERVICE_IP' $SERVICE_PORT \"a b\"")]),
+            json!({"Args": ["nc", "-z", "127.0.0.1", "8080", "a b"], "Interval": "10s"})
+        );
+        assert_eq!(
+            c(&[
+                ("check_ttl", "30s"),
+                ("check_interval", "5s"),
+                ("check_initial_status", "passing")
+            ]),
+            json!({"TTL": "30s", "Status": "passing"})
+        );
+        assert_eq!(
+            c(&[("check_tcp", "true"), ("check_deregister_after", "1m")]),
+            json!({"TCP": "127.0.0.1:8080", "Interval": "10s", "DeregisterCriticalServiceAfter": "1m"})
+        );
+        assert_eq!(
+            c(&[("check_grpc", "1"), ("check_grpc_use_tls", "1")]),
+            json!({"GRPC": "127.0.0.1:8080", "GRPCUseTLS": true, "Interval": "10s"})
+        );
+        assert_eq!(c(&[("check_script", "'unclosed")]), serde_json::Value::Null);
+        assert_eq!(
+            c(&[("check_http", "")]),
+            serde_json::Value::Null,
+            "empty means no check"
+        );
+    }
+
+    #[test]
+    fn ipv6_check_urls_are_bracketed() {
+        let mut s = svc(&[("check_http", "/")]);
+        s.ip = "fd00::1".into();
+        let b = serde_json::to_value(registration(&s).reg).unwrap();
+        assert_eq!(b["Check"]["HTTP"], "http://[fd00::1]:8080/");
+    }
+
+    #[test]
+    fn meta_consul_would_reject_is_dropped_with_a_warning() {
+        let long_key = "k".repeat(129);
+        let long_val = "v".repeat(513);
+        let mut attrs = vec![
+            ("a-ok_key1", "v"),
+            ("bad.key", "v"),
+            ("consul-x", "v"),
+            (long_key.as_str(), "v"),
+            ("long", long_val.as_str()),
+            ("check_http", "/"),
+        ];
+        let many: Vec<String> = (0..70).map(|i| format!("m{i:02}")).collect();
+        attrs.extend(many.iter().map(|k| (k.as_str(), "x")));
+        let built = registration(&svc(&attrs));
+        assert_eq!(built.reg.meta.len(), 64);
+        assert!(built.reg.meta.contains_key("a-ok_key1"));
+        assert!(!built.reg.meta.contains_key("check_http"));
+        assert_eq!(built.warnings.len(), 4 + 7, "{:?}", built.warnings);
+    }
+
+    #[test]
+    fn shell_splitting() {
+        assert_eq!(split_shell("a  b\tc").unwrap(), ["a", "b", "c"]);
+        assert_eq!(
+            split_shell(r#"sh -c 'exit 0' "x\"y" z\ w"#).unwrap(),
+            ["sh", "-c", "exit 0", "x\"y", "z w"]
+        );
+        assert_eq!(split_shell("''").unwrap(), [""]);
+        assert!(split_shell("\"open").is_err());
+        assert!(split_shell("end\\").is_err());
+    }
+
+    #[test]
+    fn uris() {
+        let u = |s: &str| Consul::from_uri(&Uri::parse(s).unwrap()).map(|c| c.base);
+        assert_eq!(u("consul://10.0.0.1:8501").unwrap(), "http://10.0.0.1:8501");
+        assert!(u("consul://host:notaport").is_err());
+        assert!(u("consul://host:0").is_err());
+        assert!(u("consul://host/path").is_err());
+    }
+}

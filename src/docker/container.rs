@@ -1,0 +1,144 @@
+//! The parts of `GET /containers/{id}/json` (inspect) and `GET /containers/json` (list) the
+//! daemon reads. Every field is optional on the wire: engines send `null` for empty maps and
+//! lists, older ones lack newer fields and newer ones drop old ones (API 1.52 has no top-level
+//! `NetworkSettings.IPAddress`). Anything missing or null reads as empty.
+
+use serde::de::{Deserializer, IgnoredAny};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `null` reads as the type's default.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Container {
+    #[serde(rename = "Id", default, deserialize_with = "nullable")]
+    pub id: String,
+    /// With a leading `/`.
+    #[serde(rename = "Name", default, deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(rename = "State", default, deserialize_with = "nullable")]
+    pub state: State,
+    #[serde(rename = "Config", default, deserialize_with = "nullable")]
+    pub config: Config,
+    #[serde(rename = "HostConfig", default, deserialize_with = "nullable")]
+    pub host_config: HostConfig,
+    #[serde(rename = "NetworkSettings", default, deserialize_with = "nullable")]
+    pub network_settings: NetworkSettings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct State {
+    #[serde(rename = "Running", default, deserialize_with = "nullable")]
+    pub running: bool,
+    #[serde(rename = "ExitCode", default, deserialize_with = "nullable")]
+    pub exit_code: i64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Config {
+    #[serde(rename = "Image", default, deserialize_with = "nullable")]
+    pub image: String,
+    #[serde(rename = "Env", default, deserialize_with = "nullable")]
+    pub env: Vec<String>,
+    #[serde(rename = "Labels", default, deserialize_with = "nullable")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(rename = "ExposedPorts", default, deserialize_with = "nullable")]
+    pub exposed_ports: BTreeMap<String, IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct HostConfig {
+    #[serde(rename = "NetworkMode", default, deserialize_with = "nullable")]
+    pub network_mode: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NetworkSettings {
+    /// Gone from API 1.52; kept for older engines.
+    #[serde(rename = "IPAddress", default, deserialize_with = "nullable")]
+    pub ip_address: String,
+    #[serde(rename = "GlobalIPv6Address", default, deserialize_with = "nullable")]
+    pub global_ipv6_address: String,
+    #[serde(rename = "Ports", default, deserialize_with = "nullable")]
+    pub ports: BTreeMap<String, Option<Vec<PortBinding>>>,
+    #[serde(rename = "Networks", default, deserialize_with = "nullable")]
+    pub networks: BTreeMap<String, Option<Network>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct PortBinding {
+    #[serde(rename = "HostIp", default, deserialize_with = "nullable")]
+    pub host_ip: String,
+    #[serde(rename = "HostPort", default, deserialize_with = "nullable")]
+    pub host_port: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Network {
+    #[serde(rename = "IPAddress", default, deserialize_with = "nullable")]
+    pub ip_address: String,
+    #[serde(rename = "GlobalIPv6Address", default, deserialize_with = "nullable")]
+    pub global_ipv6_address: String,
+}
+
+impl Network {
+    /// The network's IPv4 address, else its IPv6 one.
+    pub fn ip(&self) -> Option<&str> {
+        [&self.ip_address, &self.global_ipv6_address]
+            .into_iter()
+            .map(String::as_str)
+            .find(|s| !s.is_empty())
+    }
+}
+
+/// One entry of `GET /containers/json`.
+#[derive(Debug, Default, Deserialize)]
+pub struct Summary {
+    #[serde(rename = "Id", default, deserialize_with = "nullable")]
+    pub id: String,
+}
+
+impl Container {
+    /// Name without the leading `/`.
+    pub fn short_name(&self) -> &str {
+        self.name.strip_prefix('/').unwrap_or(&self.name)
+    }
+
+    /// The container's IP on `network` if named and present, else on its `NetworkMode` network,
+    /// else on the first network by name that has one, else the legacy top-level address.
+    pub fn ip(&self, network: Option<&str>) -> Option<&str> {
+        let nets = &self.network_settings.networks;
+        let on = |name: &str| {
+            nets.get(name)
+                .and_then(|n| n.as_ref())
+                .and_then(Network::ip)
+        };
+        let mode = match self.host_config.network_mode.as_str() {
+            "default" => "bridge",
+            m => m,
+        };
+        network
+            .and_then(on)
+            .or_else(|| on(mode))
+            .or_else(|| nets.values().flatten().find_map(Network::ip))
+            .or_else(|| {
+                let ns = &self.network_settings;
+                [&ns.ip_address, &ns.global_ipv6_address]
+                    .into_iter()
+                    .map(String::as_str)
+                    .find(|s| !s.is_empty())
+            })
+    }
+}
+
+/// First 12 characters of an ID, for log lines.
+pub fn id12(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}

@@ -1,0 +1,420 @@
+//! Our own Docker Engine client: HTTP/1.1 GETs over the Unix socket (or plain TCP), a few lines
+//! of I/O around the sans-I/O cores in [`http`] and [`events`]. The daemon never changes
+//! anything in Docker.
+
+pub mod container;
+pub mod events;
+pub mod http;
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use container::{Container, Summary};
+use events::{Event, Lines};
+use http::{Head, Output, ResponseDecoder};
+
+/// Largest non-streaming response body read (a list of many containers stays far below).
+const MAX_BODY: usize = 32 * 1024 * 1024;
+/// Read/write timeout for ordinary requests. The event stream has none: an engine sends nothing
+/// there, not even the response head, until the first event.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const READ_BUF: usize = 8 * 1024;
+
+/// Container events the daemon subscribes to.
+const EVENT_FILTER: &str = r#"{"type":["container"],"event":["start","die","destroy","remove"]}"#;
+
+/// Where the engine listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
+            Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+impl Endpoint {
+    /// From `DOCKER_HOST`; unset means `/tmp/docker.sock` when it exists (the socket mounted into
+    /// a container), else `/var/run/docker.sock`.
+    pub fn from_env() -> Result<Endpoint, String> {
+        match std::env::var("DOCKER_HOST") {
+            Ok(v) if !v.is_empty() => Endpoint::parse(&v),
+            _ => {
+                let tmp = Path::new("/tmp/docker.sock");
+                Ok(Endpoint::Unix(if tmp.exists() {
+                    tmp.to_path_buf()
+                } else {
+                    PathBuf::from("/var/run/docker.sock")
+                }))
+            }
+        }
+    }
+
+    pub fn parse(v: &str) -> Result<Endpoint, String> {
+        if let Some(p) = v.strip_prefix("unix://") {
+            if p.is_empty() {
+                return Err(format!("DOCKER_HOST {v:?}: no socket path"));
+            }
+            Ok(Endpoint::Unix(PathBuf::from(p)))
+        } else if let Some(a) = v.strip_prefix("tcp://") {
+            let a = a.trim_end_matches('/');
+            if a.is_empty() || a.contains('/') {
+                return Err(format!("DOCKER_HOST {v:?}: expected tcp://host:port"));
+            }
+            Ok(Endpoint::Tcp(a.to_string()))
+        } else {
+            Err(format!(
+                "DOCKER_HOST {v:?}: only unix:///path and tcp://host:port are supported"
+            ))
+        }
+    }
+
+    fn connect(&self) -> io::Result<Conn> {
+        match self {
+            Endpoint::Unix(p) => UnixStream::connect(p).map(Conn::Unix),
+            Endpoint::Tcp(a) => TcpStream::connect(a).map(|s| {
+                let _ = s.set_nodelay(true);
+                Conn::Tcp(s)
+            }),
+        }
+    }
+}
+
+enum Conn {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Conn {
+    fn set_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Conn::Unix(s) => {
+                s.set_read_timeout(t)?;
+                s.set_write_timeout(t)
+            }
+            Conn::Tcp(s) => {
+                s.set_read_timeout(t)?;
+                s.set_write_timeout(t)
+            }
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Unix(s) => s.read(buf),
+            Conn::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Unix(s) => s.write(buf),
+            Conn::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Unix(s) => s.flush(),
+            Conn::Tcp(s) => s.flush(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Error {
+    Io(io::Error),
+    Http(http::Error),
+    Event(events::Error),
+    Json(serde_json::Error),
+    /// The engine answered with an error status; the message is the body's `message` or text.
+    Status(u16, String),
+    BodyTooLarge,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "{e}"),
+            Error::Http(e) => write!(f, "bad HTTP from engine: {e}"),
+            Error::Event(e) => write!(f, "{e}"),
+            Error::Json(e) => write!(f, "invalid JSON from engine: {e}"),
+            Error::Status(s, m) => write!(f, "HTTP {s}: {m}"),
+            Error::BodyTooLarge => write!(f, "response body larger than {MAX_BODY} bytes"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+impl From<http::Error> for Error {
+    fn from(e: http::Error) -> Self {
+        Error::Http(e)
+    }
+}
+impl From<events::Error> for Error {
+    fn from(e: events::Error) -> Self {
+        Error::Event(e)
+    }
+}
+
+fn write_get(conn: &mut Conn, path: &str) -> io::Result<()> {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: registrator/{}\r\nAccept: application/json\r\n\r\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    conn.write_all(req.as_bytes())
+}
+
+/// Request/response client with one kept-alive connection.
+pub struct Client {
+    endpoint: Endpoint,
+    conn: Option<Conn>,
+    decoder: ResponseDecoder,
+    buf: Box<[u8]>,
+}
+
+impl Client {
+    pub fn new(endpoint: Endpoint) -> Client {
+        Client {
+            endpoint,
+            conn: None,
+            decoder: ResponseDecoder::new(),
+            buf: vec![0; READ_BUF].into_boxed_slice(),
+        }
+    }
+
+    /// GET `path`; returns the head and the whole body. A kept-alive connection the engine has
+    /// closed meanwhile is replaced once (GET is idempotent).
+    pub fn get(&mut self, path: &str) -> Result<(Head, Vec<u8>), Error> {
+        let reused = self.conn.is_some();
+        match self.try_get(path) {
+            Err(Error::Io(e)) if reused => {
+                log::debug!("docker: kept-alive connection failed ({e}); reconnecting");
+                self.conn = None;
+                self.try_get(path)
+            }
+            r => r,
+        }
+    }
+
+    fn try_get(&mut self, path: &str) -> Result<(Head, Vec<u8>), Error> {
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => {
+                let c = self.endpoint.connect()?;
+                c.set_timeout(Some(REQUEST_TIMEOUT))?;
+                c
+            }
+        };
+        write_get(&mut conn, path)?;
+        self.decoder.reset();
+        let mut head = None;
+        let mut body = Vec::new();
+        'read: loop {
+            let n = conn.read(&mut self.buf)?;
+            if n == 0 {
+                match self.decoder.eof()? {
+                    Some(_) => break 'read,
+                    None => return Err(Error::Http(http::Error::Truncated)),
+                }
+            }
+            let mut pos = 0;
+            while pos < n {
+                let (used, out) = self.decoder.feed(&self.buf[pos..n])?;
+                pos += used;
+                match out {
+                    Some(Output::Head(h)) => head = Some(h),
+                    Some(Output::Data(d)) => {
+                        if body.len() + d.len() > MAX_BODY {
+                            return Err(Error::BodyTooLarge);
+                        }
+                        body.extend_from_slice(d);
+                    }
+                    Some(Output::End) => break 'read,
+                    None => break,
+                }
+            }
+            // A body that ended exactly at the end of the read is reported on the next feed.
+            if let Some(Output::End) = self.decoder.feed(&[])?.1 {
+                break 'read;
+            }
+        }
+        let head = head.ok_or(Error::Http(http::Error::Truncated))?;
+        if head.keep_alive {
+            self.conn = Some(conn);
+        }
+        Ok((head, body))
+    }
+
+    fn get_json<T: serde::de::DeserializeOwned>(&mut self, path: &str) -> Result<T, Error> {
+        let (head, body) = self.get(path)?;
+        if !(200..300).contains(&head.status) {
+            return Err(Error::Status(head.status, error_message(&body)));
+        }
+        serde_json::from_slice(&body).map_err(Error::Json)
+    }
+
+    /// `GET /_ping`. Returns the engine's clock (Unix seconds, from `Date`) when it sent one.
+    pub fn ping(&mut self) -> Result<Option<i64>, Error> {
+        let (head, body) = self.get("/_ping")?;
+        if head.status != 200 {
+            return Err(Error::Status(head.status, error_message(&body)));
+        }
+        Ok(head.date)
+    }
+
+    /// IDs of the running containers.
+    pub fn running(&mut self) -> Result<Vec<String>, Error> {
+        let list: Vec<Summary> = self.get_json("/containers/json")?;
+        Ok(list
+            .into_iter()
+            .map(|s| s.id)
+            .filter(|id| !id.is_empty())
+            .collect())
+    }
+
+    /// Inspects a container by ID or name; `None` when the engine does not know it.
+    pub fn inspect(&mut self, id: &str) -> Result<Option<Container>, Error> {
+        let path = format!("/containers/{}/json", percent_encode(id));
+        match self.get_json(&path) {
+            Ok(c) => Ok(Some(c)),
+            Err(Error::Status(404, _)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The `message` of an engine error body, or the body itself, shortened.
+fn error_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Msg {
+        message: String,
+    }
+    match serde_json::from_slice::<Msg>(body) {
+        Ok(m) => m.message,
+        Err(_) => String::from_utf8_lossy(&body[..body.len().min(256)])
+            .trim()
+            .to_string(),
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986), for a path segment or a
+/// query value.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A subscription to `/events`: one connection, one decoder, one line buffer.
+pub struct EventStream {
+    conn: Conn,
+    decoder: ResponseDecoder,
+    lines: Lines,
+    buf: Box<[u8]>,
+    /// Bytes of `buf` read but not yet given to the decoder.
+    pos: usize,
+    len: usize,
+    /// Body bytes of `buf` decoded but not yet split into lines.
+    body: std::ops::Range<usize>,
+}
+
+impl EventStream {
+    /// Sends the subscription (container events from `since`, `seconds.nanos`, if given).
+    /// Does not wait for the response head: the engine sends none until the first event.
+    pub fn open(endpoint: &Endpoint, since: Option<&str>) -> Result<EventStream, Error> {
+        let mut conn = endpoint.connect()?;
+        conn.set_timeout(Some(REQUEST_TIMEOUT))?;
+        let mut path = format!("/events?filters={}", percent_encode(EVENT_FILTER));
+        if let Some(s) = since {
+            path.push_str("&since=");
+            path.push_str(&percent_encode(s));
+        }
+        write_get(&mut conn, &path)?;
+        conn.set_timeout(None)?;
+        Ok(EventStream {
+            conn,
+            decoder: ResponseDecoder::new(),
+            lines: Lines::new(),
+            buf: vec![0; READ_BUF].into_boxed_slice(),
+            pos: 0,
+            len: 0,
+            body: 0..0,
+        })
+    }
+
+    /// Blocks for the next container event. `Ok(None)` when the engine ended the stream cleanly.
+    pub fn next(&mut self) -> Result<Option<Event>, Error> {
+        loop {
+            while !self.body.is_empty() {
+                let (n, complete) = self.lines.feed(&self.buf[self.body.clone()])?;
+                self.body.start += n;
+                if complete {
+                    let line = self.lines.line();
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    if let Some(ev) = events::decode(line)? {
+                        return Ok(Some(ev));
+                    }
+                }
+            }
+            if self.pos < self.len {
+                let (used, out) = self.decoder.feed(&self.buf[self.pos..self.len])?;
+                self.pos += used;
+                match out {
+                    Some(Output::Head(h)) if h.status != 200 => {
+                        return Err(Error::Status(h.status, "event subscription refused".into()));
+                    }
+                    Some(Output::Head(_)) | None => {}
+                    // Decoded data is always the tail of what the decoder just consumed.
+                    Some(Output::Data(d)) => self.body = self.pos - d.len()..self.pos,
+                    Some(Output::End) => return self.end(),
+                }
+                continue;
+            }
+            if let Some(Output::End) = self.decoder.feed(&[])?.1 {
+                return self.end();
+            }
+            let n = self.conn.read(&mut self.buf)?;
+            if n == 0 {
+                self.decoder.eof()?;
+                return self.end();
+            }
+            self.pos = 0;
+            self.len = n;
+        }
+    }
+
+    fn end(&self) -> Result<Option<Event>, Error> {
+        if self.lines.pending() > 0 {
+            return Err(Error::Http(http::Error::Truncated));
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,190 @@
+//! registrator: registers the published ports of running Docker containers as services in a
+//! registry, and deregisters them when the containers stop. A drop-in for
+//! gliderlabs/registrator (same flags, `SERVICE_*` metadata and registry URIs).
+//!
+//! # Threads, one per concern
+//!
+//! ```text
+//!   watcher thread ──Msg::Event / Msg::Sync──┐
+//!   (docker::EventStream)                    ├──> mpsc ──> worker thread (bridge::Bridge)
+//!   main thread: signals ──Msg::Shutdown─────┘             owns docker::Client, the backend,
+//!                                                          and what is registered
+//! ```
+//!
+//! - **watcher** ([`watcher`]): holds the `/events` subscription, reconnects with backoff
+//!   when the engine goes away, replays missed events with `since=`, and asks for a full sync
+//!   after every (re)connect. Blocks in `read`; no timers.
+//! - **worker** ([`bridge`]): applies messages strictly in arrival order, so one container's
+//!   events are handled in the engine's order. Inspects containers over its own kept-alive
+//!   connection, turns them into services with the pure [`service::services`], and calls the
+//!   [`backend::Backend`]. `-resync` is a deadline in its `recv_timeout`.
+//! - **main**: parses the command line ([`cli`]), pings the registry, starts the two threads,
+//!   then waits for SIGTERM/SIGINT and exits 0 within a second.
+//!
+//! # Where things live
+//!
+//! - [`docker::http`]: sans-I/O HTTP/1.1 response head and chunked/length body decoder.
+//! - [`docker::events`]: event line splitting and decoding (old and new engine shapes).
+//! - [`docker::container`]: the inspect JSON fields read, tolerant of nulls and old/new shapes.
+//! - [`docker`]: the few lines of socket I/O around those cores.
+//! - [`service`]: container + flags -> services (spec section 4), pure.
+//! - [`backend`]: the registry interface and URI parsing; one file per backend, each behind a
+//!   cargo feature (`consul`, `file`).
+
+mod backend;
+mod bridge;
+mod cli;
+mod docker;
+mod service;
+mod watcher;
+
+use std::net::{IpAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::bridge::{Bridge, Msg};
+use crate::cli::Command;
+
+/// How long shutdown waits for the worker to finish what it is doing.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
+
+fn main() -> ExitCode {
+    let config = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(c)) => c,
+        Ok(Command::Help) => {
+            print!("{}", cli::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("registrator {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(usage) => {
+            eprintln!("registrator: {usage}");
+            eprintln!("Usage: registrator [options] <registry URI>  (registrator -help for more)");
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(*config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(config: cli::Config) -> Result<(), String> {
+    let mut backend = backend::open(&config.uri)?;
+    let endpoint = docker::Endpoint::from_env()?;
+    if config.cleanup {
+        log::warn!("-cleanup is accepted but not acted on by this version");
+    }
+    if config.ttl.is_some() {
+        log::warn!("-ttl/-ttl-refresh are accepted but no backend in this build uses them");
+    }
+
+    let hostname = hostname();
+    let host_ip = match config.ip {
+        Some(_) => None,
+        None => resolve(&hostname),
+    };
+    if config.ip.is_none() && host_ip.is_none() {
+        log::warn!(
+            "hostname {hostname:?} does not resolve; services bound to 0.0.0.0 are registered as 0.0.0.0 (use -ip)"
+        );
+    }
+    let settings = service::Settings {
+        hostname,
+        host_ip: host_ip.map(|ip| ip.to_string()),
+        ip: config.ip.map(|ip| ip.to_string()),
+        internal: config.internal,
+        explicit: config.explicit,
+        ip_label: config.ip_label.clone(),
+        tags: config.tags.clone(),
+    };
+
+    ping_backend(backend.as_mut(), &config)?;
+
+    let (tx, rx) = mpsc::channel();
+    let signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signal setup: {e}"))?;
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let bridge = Bridge::new(
+        docker::Client::new(endpoint.clone()),
+        backend,
+        settings,
+        config.deregister,
+        config.resync,
+    );
+    thread::Builder::new()
+        .name("worker".into())
+        .spawn(move || {
+            bridge.run(rx);
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| format!("start worker thread: {e}"))?;
+    let events_tx = tx.clone();
+    thread::Builder::new()
+        .name("events".into())
+        .spawn(move || watcher::run(endpoint, events_tx))
+        .map_err(|e| format!("start event thread: {e}"))?;
+
+    let mut signals = signals;
+    if let Some(sig) = signals.forever().next() {
+        let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
+        log::info!("{name}: shutting down");
+    }
+    let _ = tx.send(Msg::Shutdown);
+    if done_rx.recv_timeout(SHUTDOWN_GRACE).is_err() {
+        log::warn!("worker still busy after {SHUTDOWN_GRACE:?}; exiting anyway");
+    }
+    Ok(())
+}
+
+/// Pings the registry: once, then `-retry-attempts` more times (forever with -1).
+fn ping_backend(backend: &mut dyn backend::Backend, config: &cli::Config) -> Result<(), String> {
+    let mut attempt: u64 = 0;
+    loop {
+        match backend.ping() {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                if config.retry_attempts.is_some_and(|n| attempt >= n) {
+                    return Err(e.to_string());
+                }
+                attempt += 1;
+                log::warn!("{e}; retry {attempt} in {:?}", config.retry_interval);
+                thread::sleep(config.retry_interval);
+            }
+        }
+    }
+}
+
+/// The machine's hostname, as the kernel has it.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// The hostname's address, IPv4 preferred.
+fn resolve(hostname: &str) -> Option<IpAddr> {
+    let addrs: Vec<IpAddr> = (hostname, 0)
+        .to_socket_addrs()
+        .ok()?
+        .map(|a| a.ip())
+        .collect();
+    addrs
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+}

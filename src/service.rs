@@ -1,0 +1,812 @@
+//! From a container to its services: a pure function of the inspect JSON, the flags and the
+//! host, following `spec/registrator.md` section 4. No I/O here; the worker resolves anything
+//! that needs the engine (the IP of a `container:<x>` network peer) before calling.
+
+use std::collections::BTreeMap;
+
+use crate::docker::container::{id12, Container, PortBinding};
+
+/// What the flags and the host contribute to every service.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// This machine's hostname, the first part of default service IDs.
+    pub hostname: String,
+    /// What `0.0.0.0`/`::` bindings resolve to (the hostname's address), if it resolved.
+    pub host_ip: Option<String>,
+    /// `-ip`.
+    pub ip: Option<String>,
+    /// `-internal`.
+    pub internal: bool,
+    /// `-explicit`.
+    pub explicit: bool,
+    /// `-useIpFromLabel`.
+    pub ip_label: Option<String>,
+    /// `-tags`, already split.
+    pub tags: Vec<String>,
+}
+
+/// One service to register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub id: String,
+    pub name: String,
+    pub ip: String,
+    pub port: u16,
+    pub tags: Vec<String>,
+    /// Every `SERVICE_*` key not consumed above, lower-case, raw values.
+    pub attrs: BTreeMap<String, String>,
+    /// Full container ID.
+    pub container_id: String,
+    /// Container name without the leading `/`.
+    pub container_name: String,
+    /// The port inside the container.
+    pub exposed_port: u16,
+    /// `tcp` or `udp` (or whatever the engine said).
+    pub proto: String,
+}
+
+impl Service {
+    /// `ip:port`, with IPv6 bracketed.
+    pub fn address(&self) -> String {
+        join_host_port(&self.ip, self.port)
+    }
+}
+
+pub fn join_host_port(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+/// The services of a container, and a reason for every port left out (for `ignored:` lines).
+/// `peer_ip` is the IP of the container named by `NetworkMode: container:<x>`, if any.
+pub fn services(
+    c: &Container,
+    settings: &Settings,
+    peer_ip: Option<&str>,
+) -> (Vec<Service>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut ignored = Vec::new();
+    let id = id12(&c.id);
+
+    // 4.1: exposed ports start as published on their own number; the engine's map overrides.
+    let mut ports: BTreeMap<&str, Option<PortBinding>> = BTreeMap::new();
+    for key in c.config.exposed_ports.keys() {
+        let port = key.split('/').next().unwrap_or(key);
+        ports.insert(
+            key,
+            Some(PortBinding {
+                host_ip: "0.0.0.0".into(),
+                host_port: port.into(),
+            }),
+        );
+    }
+    for (key, bindings) in &c.network_settings.ports {
+        let first = bindings.as_ref().and_then(|b| b.first()).cloned();
+        ports.insert(key, first);
+    }
+
+    // Candidates: what would be registered before ignore/explicit filtering.
+    let candidates = ports
+        .values()
+        .filter(|b| b.is_some() || settings.internal)
+        .count();
+
+    for (key, binding) in &ports {
+        let (port_text, proto) = match key.split_once('/') {
+            Some((p, proto)) => (p, proto),
+            None => (*key, "tcp"),
+        };
+        let Ok(exposed_port) = port_text.parse::<u16>() else {
+            ignored.push(format!("{id} port {key}: not a port number"));
+            continue;
+        };
+        if binding.is_none() && !settings.internal {
+            ignored.push(format!("{id} port {port_text} not published on host"));
+            continue;
+        }
+        let meta = Metadata::collect(c, port_text);
+        if meta.get("ignore").is_some_and(|v| !v.is_empty()) {
+            ignored.push(format!("{id} port {port_text} has SERVICE_IGNORE"));
+            continue;
+        }
+        if settings.explicit && meta.get("name").is_none() {
+            ignored.push(format!(
+                "{id} port {port_text}: no SERVICE_NAME and -explicit"
+            ));
+            continue;
+        }
+
+        let mut name = match meta.get("name") {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => default_name(c),
+        };
+        if candidates > 1 && !meta.is_per_port("name") {
+            name = format!("{name}-{port_text}");
+        }
+
+        let id_text = match meta.get("id") {
+            Some(i) if !i.is_empty() => i.to_string(),
+            _ => {
+                let mut s = format!("{}:{}:{}", settings.hostname, c.short_name(), port_text);
+                if proto == "udp" {
+                    s.push_str(":udp");
+                }
+                s
+            }
+        };
+
+        let mut tags = split_tags(meta.get("tags").unwrap_or(""));
+        tags.extend(settings.tags.iter().cloned());
+        if proto == "udp" {
+            tags.push("udp".into());
+        }
+
+        let (ip, port) = match address(c, settings, peer_ip, &meta, binding.as_ref(), exposed_port)
+        {
+            Ok(a) => a,
+            Err(reason) => {
+                ignored.push(format!("{id} port {port_text}: {reason}"));
+                continue;
+            }
+        };
+
+        let attrs = meta
+            .values
+            .into_iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "name" | "id" | "tags"))
+            .map(|(k, (v, _))| (k, v))
+            .collect();
+
+        out.push(Service {
+            id: id_text,
+            name,
+            ip,
+            port,
+            tags,
+            attrs,
+            container_id: c.id.clone(),
+            container_name: c.short_name().to_string(),
+            exposed_port,
+            proto: proto.to_string(),
+        });
+    }
+    (out, ignored)
+}
+
+/// The IP and port to register for one port (spec 4.4).
+fn address(
+    c: &Container,
+    settings: &Settings,
+    peer_ip: Option<&str>,
+    meta: &Metadata,
+    binding: Option<&PortBinding>,
+    exposed_port: u16,
+) -> Result<(String, u16), String> {
+    let network = meta.get("network").filter(|n| !n.is_empty());
+    let mode = c.host_config.network_mode.as_str();
+    let container_ip = if mode.starts_with("container:") {
+        peer_ip
+    } else {
+        c.ip(network)
+    };
+
+    let (mut ip, mut port) = match binding {
+        Some(b) => {
+            let port = b
+                .host_port
+                .parse::<u16>()
+                .map_err(|_| format!("host port {:?} is not a port number", b.host_port))?;
+            let ip = match b.host_ip.as_str() {
+                "" | "0.0.0.0" | "::" => settings.host_ip.clone().unwrap_or_else(|| {
+                    if b.host_ip.is_empty() {
+                        "0.0.0.0".into()
+                    } else {
+                        b.host_ip.clone()
+                    }
+                }),
+                other => other.to_string(),
+            };
+            (ip, port)
+        }
+        None => (String::new(), exposed_port),
+    };
+
+    // A user-defined network (or another container's): its address, unless -ip forces one.
+    let user_network = !matches!(mode, "" | "bridge" | "default" | "host");
+    if user_network {
+        if let Some(cip) = container_ip {
+            ip = cip.to_string();
+        }
+    }
+    if let Some(forced) = &settings.ip {
+        ip = forced.clone();
+    }
+    if settings.internal {
+        if let Some(cip) = container_ip {
+            ip = cip.to_string();
+        }
+        port = exposed_port;
+    }
+    if let Some(label) = &settings.ip_label {
+        if let Some(v) = c.config.labels.get(label).filter(|v| !v.is_empty()) {
+            ip = match v.rfind('/') {
+                Some(i) => v[..i].to_string(),
+                None => v.clone(),
+            };
+        }
+    }
+    if ip.is_empty() {
+        return Err("no address (not published, no container IP)".into());
+    }
+    Ok((ip, port))
+}
+
+/// `SERVICE_*` metadata for one port: key -> (value, came from `SERVICE_<port>_<key>`).
+struct Metadata {
+    values: BTreeMap<String, (String, bool)>,
+}
+
+impl Metadata {
+    fn collect(c: &Container, port: &str) -> Metadata {
+        let mut values: BTreeMap<String, (String, bool)> = BTreeMap::new();
+        let env = c.config.env.iter().filter_map(|e| e.split_once('='));
+        let labels = c
+            .config
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+        for (key, value) in env.chain(labels) {
+            let Some(rest) = key.strip_prefix("SERVICE_") else {
+                continue;
+            };
+            let rest = rest.to_lowercase();
+            let (key, from_port) = match rest.split_once('_') {
+                Some((p, k)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                    if p != port {
+                        continue;
+                    }
+                    (k.to_string(), true)
+                }
+                _ => (rest, false),
+            };
+            if key.is_empty() {
+                continue;
+            }
+            match values.get(&key) {
+                // A port-specific value beats a generic one whatever the order.
+                Some((_, true)) if !from_port => {}
+                _ => {
+                    values.insert(key, (value.to_string(), from_port));
+                }
+            }
+        }
+        Metadata { values }
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(|(v, _)| v.as_str())
+    }
+
+    fn is_per_port(&self, key: &str) -> bool {
+        self.values.get(key).is_some_and(|(_, p)| *p)
+    }
+}
+
+/// Last path segment of the image without tag or digest; the container name for a bare ID.
+pub fn default_name(c: &Container) -> String {
+    let image = c.config.image.as_str();
+    if image.is_empty() || image.starts_with("sha256:") {
+        return c.short_name().to_string();
+    }
+    let image = image.split('@').next().unwrap_or(image);
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let name = last.split(':').next().unwrap_or(last);
+    if name.is_empty() {
+        c.short_name().to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// Splits a tag list on commas not preceded by `\`, removes the `\`, drops empty items.
+pub fn split_tags(s: &str) -> Vec<String> {
+    let mut tags = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' if chars.peek() == Some(&',') => {
+                cur.push(',');
+                chars.next();
+            }
+            ',' => {
+                if !cur.is_empty() {
+                    tags.push(std::mem::take(&mut cur));
+                }
+            }
+            _ => cur.push(ch),
+        }
+    }
+    if !cur.is_empty() {
+        tags.push(cur);
+    }
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn container(v: serde_json::Value) -> Container {
+        serde_json::from_value(v).expect("test container JSON")
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            hostname: "hostname".into(),
+            host_ip: Some("192.168.1.102".into()),
+            ..Settings::default()
+        }
+    }
+
+    /// `docker run --name NAME -p ...` as the engine (20.10) reports it.
+    fn run(
+        name: &str,
+        image: &str,
+        ports: &[(&str, &str)],
+        env: &[&str],
+        labels: &[(&str, &str)],
+    ) -> Container {
+        let mut exposed = serde_json::Map::new();
+        let mut bound = serde_json::Map::new();
+        for (c, h) in ports {
+            let key = if c.contains('/') {
+                c.to_string()
+            } else {
+                format!("{c}/tcp")
+            };
+            exposed.insert(key.clone(), json!({}));
+            bound.insert(
+                key,
+                json!([{"HostIp": "0.0.0.0", "HostPort": h}, {"HostIp": "::", "HostPort": h}]),
+            );
+        }
+        let labels: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        container(json!({
+            "Id": "0123456789abcdef0123456789abcdef",
+            "Name": format!("/{name}"),
+            "State": {"Running": true, "ExitCode": 0},
+            "Config": {"Image": image, "Env": env, "Labels": labels, "ExposedPorts": exposed},
+            "HostConfig": {"NetworkMode": "default"},
+            "NetworkSettings": {"IPAddress": "172.17.0.2", "Ports": bound,
+                "Networks": {"bridge": {"IPAddress": "172.17.0.2"}}}
+        }))
+    }
+
+    fn one(c: &Container, s: &Settings) -> Vec<Service> {
+        services(c, s, None).0
+    }
+
+    #[test]
+    fn worked_example_redis() {
+        let c = run("redis.0", "redis", &[("6379", "10000")], &[], &[]);
+        let got = one(&c, &settings());
+        assert_eq!(got.len(), 1);
+        let s = &got[0];
+        assert_eq!(s.id, "hostname:redis.0:6379");
+        assert_eq!(s.name, "redis");
+        assert_eq!(s.port, 10000);
+        assert_eq!(s.ip, "192.168.1.102");
+        assert!(s.tags.is_empty());
+        assert!(s.attrs.is_empty());
+    }
+
+    #[test]
+    fn worked_example_metadata_env_and_labels() {
+        let env = [
+            "SERVICE_NAME=db",
+            "SERVICE_TAGS=master,backups",
+            "SERVICE_REGION=us2",
+        ];
+        let from_env = run("redis.0", "redis", &[("6379", "10000")], &env, &[]);
+        let labels = [
+            ("SERVICE_NAME", "db"),
+            ("SERVICE_TAGS", "master,backups"),
+            ("SERVICE_REGION", "us2"),
+        ];
+        let from_labels = run("redis.0", "redis", &[("6379", "10000")], &[], &labels);
+        for c in [from_env, from_labels] {
+            let s = &one(&c, &settings())[0];
+            assert_eq!(s.name, "db");
+            assert_eq!(s.tags, ["master", "backups"]);
+            assert_eq!(
+                s.attrs,
+                BTreeMap::from([("region".to_string(), "us2".to_string())])
+            );
+        }
+    }
+
+    #[test]
+    fn worked_example_nginx_two_ports() {
+        let c = run(
+            "nginx.0",
+            "nginx",
+            &[("443", "4443"), ("80", "8000")],
+            &[],
+            &[],
+        );
+        let got = one(&c, &settings());
+        let v: Vec<(&str, &str, u16)> = got
+            .iter()
+            .map(|s| (s.id.as_str(), s.name.as_str(), s.port))
+            .collect();
+        assert_eq!(
+            v,
+            [
+                ("hostname:nginx.0:443", "nginx-443", 4443),
+                ("hostname:nginx.0:80", "nginx-80", 8000)
+            ]
+        );
+    }
+
+    #[test]
+    fn worked_example_nginx_per_port_metadata() {
+        let env = [
+            "SERVICE_443_NAME=https",
+            "SERVICE_443_ID=https.12345",
+            "SERVICE_443_SNI=enabled",
+            "SERVICE_80_NAME=http",
+            "SERVICE_TAGS=www",
+        ];
+        let c = run(
+            "nginx.0",
+            "nginx",
+            &[("443", "4443"), ("80", "8000")],
+            &env,
+            &[],
+        );
+        let got = one(&c, &settings());
+        assert_eq!(got[0].id, "https.12345");
+        assert_eq!(got[0].name, "https");
+        assert_eq!(got[0].port, 4443);
+        assert_eq!(got[0].tags, ["www"]);
+        assert_eq!(
+            got[0].attrs,
+            BTreeMap::from([("sni".to_string(), "enabled".to_string())])
+        );
+        assert_eq!(got[1].id, "hostname:nginx.0:80");
+        assert_eq!(got[1].name, "http");
+        assert_eq!(got[1].port, 8000);
+        assert_eq!(got[1].tags, ["www"]);
+        assert!(got[1].attrs.is_empty());
+    }
+
+    #[test]
+    fn worked_example_udp() {
+        let c = run("dns", "dns", &[("53/udp", "53")], &["SERVICE_TAGS=a"], &[]);
+        let s = &one(
+            &c,
+            &Settings {
+                tags: vec!["forced".into()],
+                ..settings()
+            },
+        )[0];
+        assert_eq!(s.id, "hostname:dns:53:udp");
+        assert_eq!(s.tags, ["a", "forced", "udp"]);
+        assert_eq!(s.proto, "udp");
+    }
+
+    #[test]
+    fn generic_name_on_two_ports_gets_suffix() {
+        let c = run(
+            "w",
+            "nginx",
+            &[("443", "4443"), ("80", "8000")],
+            &["SERVICE_NAME=web"],
+            &[],
+        );
+        let names: Vec<String> = one(&c, &settings()).into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["web-443", "web-80"]);
+    }
+
+    #[test]
+    fn tag_vectors() {
+        let cases: &[(&str, &[&str])] = &[
+            ("", &[]),
+            ("foo,bar", &["foo", "bar"]),
+            ("foo\\,bar", &["foo,bar"]),
+            (",,,,foo,,,bar,,,", &["foo", "bar"]),
+            (",,\\,,", &[","]),
+            ("\\,foobar\\,", &[",foobar,"]),
+        ];
+        for (input, want) in cases {
+            assert_eq!(split_tags(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn default_names() {
+        let name = |image: &str| default_name(&run("ctr", image, &[], &[], &[]));
+        assert_eq!(name("redis:7"), "redis");
+        assert_eq!(name("gliderlabs/foobar"), "foobar");
+        assert_eq!(name("reg:5000/team/app:1.2"), "app");
+        assert_eq!(name("app@sha256:0123abcd"), "app");
+        assert_eq!(name("reg:5000/app:1@sha256:0123abcd"), "app");
+        assert_eq!(name("sha256:0123456789abcdef"), "ctr");
+        assert_eq!(name(""), "ctr");
+    }
+
+    #[test]
+    fn labels_beat_env_and_port_beats_generic() {
+        let c = run(
+            "x",
+            "img",
+            &[("80", "8080")],
+            &[
+                "SERVICE_80_NAME=port-env",
+                "SERVICE_NAME=generic-env",
+                "SERVICE_COLOR=red",
+            ],
+            &[("SERVICE_NAME", "generic-label"), ("SERVICE_COLOR", "blue")],
+        );
+        let s = &one(&c, &settings())[0];
+        assert_eq!(s.name, "port-env", "port-specific beats a later generic");
+        assert_eq!(s.attrs["color"], "blue", "label beats env for the same key");
+        let c = run(
+            "x",
+            "img",
+            &[("80", "8080")],
+            &["SERVICE_80_NAME=env"],
+            &[("SERVICE_80_NAME", "label")],
+        );
+        assert_eq!(one(&c, &settings())[0].name, "label");
+    }
+
+    #[test]
+    fn ignore_and_explicit() {
+        let c = run(
+            "x",
+            "img",
+            &[("80", "8080"), ("443", "8443")],
+            &["SERVICE_443_IGNORE=1"],
+            &[],
+        );
+        let (got, ignored) = services(&c, &settings(), None);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].name, "img-80", "suffix counts ports before ignore");
+        assert_eq!(ignored.len(), 1);
+        let c = run("x", "img", &[("80", "8080")], &["SERVICE_IGNORE=true"], &[]);
+        assert!(one(&c, &settings()).is_empty());
+        let c = run("x", "img", &[("80", "8080")], &["SERVICE_IGNORE="], &[]);
+        assert_eq!(
+            one(&c, &settings()).len(),
+            1,
+            "empty ignore does not ignore"
+        );
+
+        let explicit = Settings {
+            explicit: true,
+            ..settings()
+        };
+        let c = run(
+            "x",
+            "img",
+            &[("80", "8080"), ("443", "8443")],
+            &["SERVICE_80_NAME=web"],
+            &[],
+        );
+        let got = one(&c, &explicit);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].name, "web");
+        assert!(one(&run("x", "img", &[("80", "8080")], &[], &[]), &explicit).is_empty());
+    }
+
+    #[test]
+    fn unpublished_ports_and_internal() {
+        let mut c = run("x", "img", &[("80", "8080")], &[], &[]);
+        c.network_settings.ports.insert("9000/tcp".into(), None);
+        let (got, ignored) = services(&c, &settings(), None);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].name, "img", "an unpublished port is not a candidate");
+        assert_eq!(ignored, ["0123456789ab port 9000 not published on host"]);
+
+        let internal = Settings {
+            internal: true,
+            ..settings()
+        };
+        let got = one(&c, &internal);
+        let v: Vec<(&str, &str, u16)> = got
+            .iter()
+            .map(|s| (s.name.as_str(), s.ip.as_str(), s.port))
+            .collect();
+        assert_eq!(
+            v,
+            [
+                ("img-80", "172.17.0.2", 80),
+                ("img-9000", "172.17.0.2", 9000)
+            ]
+        );
+    }
+
+    #[test]
+    fn ip_rules() {
+        let c = run(
+            "x",
+            "img",
+            &[("80", "8080")],
+            &[],
+            &[("ipl", "10.0.0.5/24")],
+        );
+        let forced = Settings {
+            ip: Some("127.0.0.1".into()),
+            ..settings()
+        };
+        assert_eq!(one(&c, &forced)[0].ip, "127.0.0.1");
+        let label = Settings {
+            ip_label: Some("ipl".into()),
+            ..forced.clone()
+        };
+        assert_eq!(one(&c, &label)[0].ip, "10.0.0.5");
+        let missing = Settings {
+            ip_label: Some("nope".into()),
+            ..forced.clone()
+        };
+        assert_eq!(one(&c, &missing)[0].ip, "127.0.0.1");
+
+        // A binding on a specific address is used as is.
+        let mut c = run("x", "img", &[("80", "8080")], &[], &[]);
+        c.network_settings.ports.insert(
+            "80/tcp".into(),
+            Some(vec![PortBinding {
+                host_ip: "127.0.0.1".into(),
+                host_port: "8080".into(),
+            }]),
+        );
+        assert_eq!(one(&c, &settings())[0].ip, "127.0.0.1");
+        // 0.0.0.0 that could not be resolved stays 0.0.0.0; Podman's "" means 0.0.0.0.
+        let unresolved = Settings {
+            host_ip: None,
+            ..settings()
+        };
+        c.network_settings.ports.insert(
+            "80/tcp".into(),
+            Some(vec![PortBinding {
+                host_ip: "".into(),
+                host_port: "8080".into(),
+            }]),
+        );
+        assert_eq!(one(&c, &unresolved)[0].ip, "0.0.0.0");
+        assert_eq!(one(&c, &settings())[0].ip, "192.168.1.102");
+    }
+
+    #[test]
+    fn user_defined_network_and_ipv6() {
+        let c = container(json!({
+            "Id": "abc", "Name": "/app",
+            "Config": {"Image": "app", "ExposedPorts": {"80/tcp": {}}},
+            "HostConfig": {"NetworkMode": "backend"},
+            "NetworkSettings": {
+                "Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]},
+                "Networks": {"aaa": {"IPAddress": "10.1.0.2"}, "backend": {"IPAddress": "10.2.0.2"},
+                             "v6": {"IPAddress": "", "GlobalIPv6Address": "fd00::2"}}
+            }
+        }));
+        let s = &one(&c, &settings())[0];
+        assert_eq!((s.ip.as_str(), s.port), ("10.2.0.2", 8080));
+        assert_eq!(
+            one(
+                &c,
+                &Settings {
+                    ip: Some("127.0.0.1".into()),
+                    ..settings()
+                }
+            )[0]
+            .ip,
+            "127.0.0.1"
+        );
+        let mut c = c;
+        c.config.env.push("SERVICE_NETWORK=v6".into());
+        let s = &one(&c, &settings())[0];
+        assert_eq!(s.ip, "fd00::2");
+        assert_eq!(s.address(), "[fd00::2]:8080");
+    }
+
+    #[test]
+    fn host_network_and_container_network() {
+        // --net=host: no port map, exposed ports count as published on their own number.
+        let c = container(json!({
+            "Id": "abc", "Name": "/h",
+            "Config": {"Image": "img", "ExposedPorts": {"8080/tcp": {}, "53/udp": {}}},
+            "HostConfig": {"NetworkMode": "host"},
+            "NetworkSettings": {"Ports": {}, "Networks": {"host": {"IPAddress": ""}}}
+        }));
+        let got = one(&c, &settings());
+        let v: Vec<(&str, &str, u16)> = got
+            .iter()
+            .map(|s| (s.id.as_str(), s.ip.as_str(), s.port))
+            .collect();
+        assert_eq!(
+            v,
+            [
+                ("hostname:h:53:udp", "192.168.1.102", 53),
+                ("hostname:h:8080", "192.168.1.102", 8080)
+            ]
+        );
+
+        let c = container(json!({
+            "Id": "abc", "Name": "/side",
+            "Config": {"Image": "img", "ExposedPorts": {"9000/tcp": {}}},
+            "HostConfig": {"NetworkMode": "container:main"},
+            "NetworkSettings": {"Ports": null, "Networks": null}
+        }));
+        let (got, _) = services(&c, &settings(), Some("10.9.0.7"));
+        assert_eq!((got[0].ip.as_str(), got[0].port), ("10.9.0.7", 9000));
+    }
+
+    #[test]
+    fn api_1_52_shape_without_top_level_ip() {
+        // Newer engines: no NetworkSettings.IPAddress, nulls for empty things.
+        let c = container(json!({
+            "Id": "abc", "Name": "/n",
+            "Config": {"Image": "img", "Env": null, "Labels": null, "ExposedPorts": {"80/tcp": {}}},
+            "HostConfig": {"NetworkMode": "bridge"},
+            "NetworkSettings": {"Ports": {"80/tcp": null},
+                "Networks": {"bridge": {"IPAddress": "172.17.0.9", "GlobalIPv6Address": ""}}}
+        }));
+        let s = &one(
+            &c,
+            &Settings {
+                internal: true,
+                ..settings()
+            },
+        )[0];
+        assert_eq!((s.ip.as_str(), s.port), ("172.17.0.9", 80));
+        assert!(one(&c, &settings()).is_empty());
+    }
+
+    #[test]
+    fn odd_metadata_never_panics() {
+        let long = "x".repeat(100_000);
+        let env = [
+            "SERVICE_".to_string(),
+            "SERVICE_=v".to_string(),
+            "SERVICE_99999999999_NAME=big".to_string(),
+            "SERVICE__NAME=under".to_string(),
+            "SERVICE_80_=empty".to_string(),
+            format!("SERVICE_{long}={long}"),
+            "SERVICE_ÄÖ_ПОРТ=ünïcödé".to_string(),
+            "NOEQUALS".to_string(),
+            "SERVICE_TAGS=\\".to_string(),
+            "SERVICE_80_ID=".to_string(),
+        ];
+        let env: Vec<&str> = env.iter().map(String::as_str).collect();
+        let c = run(
+            "odd",
+            "img",
+            &[("80", "8080")],
+            &env,
+            &[("", ""), ("SERVICE_", "x")],
+        );
+        let got = one(&c, &settings());
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].id, "hostname:odd:80",
+            "empty SERVICE_80_ID keeps the default"
+        );
+        assert_eq!(got[0].tags, ["\\"]);
+        let mut c = run("odd", "img", &[("80", "notaport")], &[], &[]);
+        c.network_settings
+            .ports
+            .insert("abc/tcp".into(), Some(vec![]));
+        let (got, ignored) = services(&c, &settings(), None);
+        assert!(got.is_empty());
+        assert_eq!(ignored.len(), 2);
+    }
+}

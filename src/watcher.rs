@@ -1,0 +1,103 @@
+//! The event reader: the thread that holds the `/events` subscription and never gives up.
+//!
+//! It pings the engine, subscribes (with `since=` so nothing between subscribing and listing,
+//! or between a lost stream and the new one, is missed), tells the worker to sync, then passes
+//! every container event on in stream order. When the stream ends or the engine goes away it
+//! reconnects with capped backoff and replays from the last event it saw.
+
+use std::sync::mpsc::Sender;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::bridge::Msg;
+use crate::docker::events::since_param;
+use crate::docker::{Client, Endpoint, EventStream};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
+    let mut client = Client::new(endpoint.clone());
+    let mut backoff = BACKOFF_MIN;
+    let mut last_nano: Option<i64> = None;
+    let mut connected_before = false;
+    let mut down_logged = false;
+    loop {
+        let since = match client.ping() {
+            Ok(date) => last_nano.map(since_param).unwrap_or_else(|| {
+                // First subscription: from the engine's "now" (its Date header, else ours), so
+                // events between subscribing and listing are replayed, not lost.
+                date.unwrap_or_else(local_now).to_string()
+            }),
+            Err(e) => {
+                if !down_logged {
+                    log::warn!(
+                        "docker: {endpoint}: {e}; retrying with backoff up to {BACKOFF_MAX:?}"
+                    );
+                    down_logged = true;
+                } else {
+                    log::debug!("docker: {endpoint}: {e}");
+                }
+                thread::sleep(backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        let mut stream = match EventStream::open(&endpoint, Some(&since)) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("docker: subscribe to events: {e}");
+                thread::sleep(backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        down_logged = false;
+        if connected_before {
+            log::info!(
+                "docker: reconnected to {endpoint}; replaying events since {since}, then syncing"
+            );
+        } else {
+            log::info!("docker: listening for events on {endpoint}");
+            connected_before = true;
+        }
+        if tx.send(Msg::Sync).is_err() {
+            return;
+        }
+        loop {
+            match stream.next() {
+                Ok(Some(ev)) => {
+                    backoff = BACKOFF_MIN;
+                    if ev.time_nano != 0 {
+                        // Replayed events already passed on are dropped; equal stamps are
+                        // passed again (handling is idempotent).
+                        if last_nano.is_some_and(|l| ev.time_nano < l) {
+                            continue;
+                        }
+                        last_nano = Some(ev.time_nano);
+                    }
+                    if tx.send(Msg::Event(ev)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    log::warn!("docker: event stream ended; reconnecting");
+                    break;
+                }
+                Err(e) => {
+                    log::warn!("docker: event stream: {e}; reconnecting");
+                    break;
+                }
+            }
+        }
+        thread::sleep(backoff);
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+fn local_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
