@@ -232,9 +232,11 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Usage
                             deregister = match v.as_str() {
                                 "always" => Deregister::Always,
                                 "on-success" => Deregister::OnSuccess,
-                                _ => return Err(Usage(format!(
+                                _ => {
+                                    return Err(Usage(format!(
                                     "invalid value {v:?} for -deregister: use always or on-success"
-                                ))),
+                                )))
+                                }
                             }
                         }
                         "ttl" => ttl = non_negative(flag, &v)?,

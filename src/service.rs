@@ -772,6 +772,27 @@ mod tests {
     }
 
     #[test]
+    fn real_engine_inspect() {
+        // `docker run -p 127.0.0.1::80 -e SERVICE_REGION=us2 nginx` (image exposes 80 and 443)
+        // as Docker 20.10 reports it.
+        let c: Container =
+            serde_json::from_str(include_str!("../tests/data/inspect-engine-20.10.json")).unwrap();
+        let (got, ignored) = services(&c, &settings(), None);
+        assert_eq!(got.len(), 1);
+        let s = &got[0];
+        assert_eq!(s.id, "hostname:cap3:80");
+        assert_eq!(s.name, "nginx", "one published port: no suffix");
+        assert_eq!(s.ip, "127.0.0.1");
+        assert!(s.port > 0);
+        assert_eq!(s.attrs["region"], "us2");
+        assert_eq!(
+            ignored.len(),
+            1,
+            "443 is exposed but not published: {ignored:?}"
+        );
+    }
+
+    #[test]
     fn odd_metadata_never_panics() {
         let long = "x".repeat(100_000);
         let env = [

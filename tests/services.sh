@@ -25,11 +25,13 @@
 #                        an overlay mount works under DIR, else vfs)
 #   RGTR_BUSYBOX         static busybox to build images from (default /bin/busybox)
 #
-# Network policy: everything listens on unix sockets or 127.0.0.1, published
-# ports are only ever bound to 127.0.0.1, and the engine is configured so
-# that nothing it or its containers do can reach a non-loopback address by
-# accident (no ip forwarding/masquerading, container DNS pointed at
-# 127.0.0.1, registry pulls forced through a dead 127.0.0.1 proxy).
+# Network policy: the services listen on unix sockets or 127.0.0.1 only, this
+# script publishes container ports only as 127.0.0.1:H and only ever talks to
+# 127.0.0.1, and the engine is configured so that nothing it or its
+# containers do can reach a non-loopback address by accident: no iptables
+# NAT, no ip forwarding or masquerading, container DNS pointed at 127.0.0.1,
+# registry pulls (and Consul HTTP checks to non-loopback targets) forced
+# through a dead proxy on 127.0.0.1:9.
 
 set -euo pipefail
 
@@ -339,8 +341,9 @@ EOF
 
 start_engine() {
     local pid i
-    [ -s "$DOCKERD_CMD" ] && [ -s "$CTRD_CMD" ] ||
+    if [ ! -s "$DOCKERD_CMD" ] || [ ! -s "$CTRD_CMD" ]; then
         die "no saved engine command in $DIR (run '$0 start $DIR' first)"
+    fi
     if pid=$(pidfile_pid "$DOCKERD_PIDFILE"); then
         die "dockerd already running (pid $pid) for $DIR"
     fi
@@ -424,8 +427,9 @@ kill_orphaned_containers() {
         [ "$(awk '/^PPid:/ {print $2}' "/proc/$p/status" 2>/dev/null)" = 1 ] || continue
         args=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || continue
         ip=$(printf '%s\n' "$args" | sed -n 's/.*-container-ip \([0-9.]*\).*/\1/p')
-        [ -n "$ip" ] && ip_in_cidr "$ip" "$cidr" || continue
-        stop_pid "orphaned docker-proxy" "$p"
+        if [ -n "$ip" ] && ip_in_cidr "$ip" "$cidr"; then
+            stop_pid "orphaned docker-proxy" "$p"
+        fi
     done
 }
 
@@ -463,26 +467,32 @@ stop_engine() {
 
 # ------------------------------------------------------------- images --
 
-# Build bb, redis and nginx images from one busybox rootfs with
-# `docker import` (nothing is ever pulled).
-build_images() {
-    [ -x "$BUSYBOX" ] ||
+check_busybox() {
+    if [ ! -f "$BUSYBOX" ] || [ ! -x "$BUSYBOX" ]; then
         die "busybox not found at $BUSYBOX (install Debian package busybox-static)"
+    fi
+    # The images contain nothing but this binary, so it must be static
+    # (ldd fails on static executables).
     if command -v ldd >/dev/null 2>&1 && ldd "$BUSYBOX" >/dev/null 2>&1; then
         die "$BUSYBOX is dynamically linked; the images need a static one (Debian package busybox-static)"
     fi
+}
 
-    local root=$DIR/images/rootfs a
+# Build bb, redis and nginx images from one busybox rootfs with
+# `docker import` (nothing is ever pulled).
+build_images() {
+    local root=$DIR/images/rootfs a applets
     rm -rf "$root"
     mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/root" "$root/var/www" \
         "$root/proc" "$root/sys" "$root/dev"
     chmod 1777 "$root/tmp"
     cp "$BUSYBOX" "$root/bin/busybox"
     chmod 0755 "$root/bin/busybox"
+    applets=$("$BUSYBOX" --list)
     for a in sh ash sleep httpd nc true false echo cat test '[' kill ls ps \
         wget env mkdir rm id hostname printf grep sed seq date touch \
-        uname head tail wc sort tr cut awk pidof trap; do
-        "$BUSYBOX" --list | grep -qxF -- "$a" || continue
+        uname head tail wc sort tr cut awk pidof; do
+        grep -qxF -- "$a" <<<"$applets" || continue
         ln -sf busybox "$root/bin/$a"
     done
     for a in sh sleep httpd nc true false echo cat test kill; do
@@ -549,7 +559,7 @@ find_consul_deb() {
     for d in "${cands[@]}"; do
         # Newest version if several.
         local deb
-        deb=$(ls -1 "$d"/consul_*.deb 2>/dev/null | sort -V | tail -n 1 || true)
+        deb=$(find "$d/" -maxdepth 1 -name 'consul_*.deb' 2>/dev/null | sort -V | tail -n 1 || true)
         if [ -n "$deb" ]; then
             printf '%s\n' "$(cd "$(dirname "$deb")" && pwd -P)/$(basename "$deb")"
             return 0
@@ -559,9 +569,23 @@ find_consul_deb() {
 }
 
 resolve_consul_bin() {
-    if [ -n "${CONSUL_BIN:-}" ]; then
-        [ -x "$CONSUL_BIN" ] || die "CONSUL_BIN=$CONSUL_BIN is not an executable file"
-        CONSUL=$CONSUL_BIN
+    local want=${CONSUL_BIN:-}
+    # A CONSUL_BIN exported by an earlier run's DIR/env points into that
+    # run's DIR/consul-root; once that DIR is gone, unpack the .deb again
+    # rather than fail.
+    case $want in
+        */consul-root/usr/bin/consul)
+            if [ ! -x "$want" ]; then
+                log "CONSUL_BIN=$want no longer exists (stale DIR/env?); using the vendored .deb"
+                want=
+            fi
+            ;;
+    esac
+    if [ -n "$want" ]; then
+        CONSUL=$(command -v "$want" 2>/dev/null || true)
+        if [ -z "$CONSUL" ] || [ ! -f "$CONSUL" ] || [ ! -x "$CONSUL" ]; then
+            die "CONSUL_BIN=$want is not an executable file"
+        fi
     else
         need_cmd dpkg-deb "needed to unpack the vendored consul .deb"
         local deb
@@ -683,11 +707,19 @@ remove_run_containerd() {
 remove_cgroups() {
     local d
     for d in /sys/fs/cgroup/*"$CGROUP_PARENT" /sys/fs/cgroup"$CGROUP_PARENT"; do
-        [ -d "$d" ] && rmdir "$d" 2>/dev/null || true
+        if [ -d "$d" ]; then rmdir "$d" 2>/dev/null || true; fi
     done
 }
 
 # ------------------------------------------------------------ commands --
+
+on_start_exit() {
+    local rc=$?
+    if [ "$rc" -ne 0 ]; then
+        log "start failed, cleaning up"
+        cmd_stop_quiet
+    fi
+}
 
 cmd_start() {
     set_paths "$1" create
@@ -696,12 +728,12 @@ cmd_start() {
     if pidfile_pid "$DOCKERD_PIDFILE" >/dev/null || pidfile_pid "$CONSUL_PIDFILE" >/dev/null; then
         die "services already running for $DIR; run '$0 stop $DIR' first"
     fi
-    need_cmd "$BUSYBOX" "Debian package busybox-static"
+    check_busybox
     mkdir -p "$DOCKER_DIR"
 
     # From here on, a failure tears down whatever was already started (the
     # logs stay in DIR for inspection).
-    trap 'rc=$?; if [ $rc -ne 0 ]; then log "start failed, cleaning up"; cmd_stop_quiet; fi' EXIT
+    trap on_start_exit EXIT
 
     resolve_consul_bin
     write_consul_cmd
@@ -717,12 +749,12 @@ cmd_start() {
 
     start_consul
 
-    cat >"$DIR/env" <<EOF
-export DOCKER_HOST=unix://$SOCK
-export CONSUL_HTTP_ADDR=127.0.0.1:$CONSUL_PORT
-export RGTR_TEST_DIR=$DIR
-export CONSUL_BIN=$CONSUL
-EOF
+    {
+        printf 'export DOCKER_HOST=%q\n' "unix://$SOCK"
+        printf 'export CONSUL_HTTP_ADDR=%q\n' "127.0.0.1:$CONSUL_PORT"
+        printf 'export RGTR_TEST_DIR=%q\n' "$DIR"
+        printf 'export CONSUL_BIN=%q\n' "$CONSUL"
+    } >"$DIR/env"
     trap - EXIT
     log "all services up in $((SECONDS - t0))s; source $DIR/env"
 }

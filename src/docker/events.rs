@@ -9,12 +9,17 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
 
+use super::http::{self, Output, ResponseDecoder};
+
 /// Largest single event accepted. An event carries every label of its container, so it can be
 /// large, but not this large.
 pub const MAX_EVENT: usize = 256 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
+    Http(http::Error),
+    /// The engine refused the subscription.
+    Status(u16),
     TooLarge,
     Json(String),
     /// A container event without a container ID.
@@ -24,6 +29,8 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Error::Http(e) => write!(f, "bad HTTP from engine: {e}"),
+            Error::Status(s) => write!(f, "event subscription refused: HTTP {s}"),
             Error::TooLarge => write!(f, "event larger than {} KiB", MAX_EVENT / 1024),
             Error::Json(e) => write!(f, "invalid event JSON: {e}"),
             Error::NoId => f.write_str("container event without an ID"),
@@ -33,50 +40,105 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Splits body bytes into lines, one reusable buffer, bounded by [`MAX_EVENT`].
-#[derive(Debug, Default)]
-pub struct Lines {
-    buf: Vec<u8>,
-    complete: bool,
+impl From<http::Error> for Error {
+    fn from(e: http::Error) -> Self {
+        Error::Http(e)
+    }
 }
 
-impl Lines {
+/// The whole `/events` response, sans I/O: feed it the bytes read from the socket, take events
+/// out. One reusable buffer holds body bytes not yet split into events; it never holds more
+/// than one unfinished event ([`MAX_EVENT`]) plus the last input.
+#[derive(Debug, Default)]
+pub struct EventDecoder {
+    http: ResponseDecoder,
+    buf: Vec<u8>,
+    /// Start of the bytes in `buf` not yet returned as events.
+    start: usize,
+    /// Bytes after `start` already searched for a newline.
+    scanned: usize,
+    ended: bool,
+}
+
+impl EventDecoder {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Consumes bytes up to and including the next `\n`. Returns the count used and whether a
-    /// whole line is now available from [`line`](Self::line). The next call starts a new line.
-    pub fn feed(&mut self, data: &[u8]) -> Result<(usize, bool), Error> {
-        if self.complete {
-            self.buf.clear();
-            self.complete = false;
+    /// Takes all of `input`: the response head is checked, body bytes are kept for
+    /// [`next_event`](Self::next_event).
+    pub fn feed(&mut self, mut input: &[u8]) -> Result<(), Error> {
+        if self.start > 0 && self.start * 2 >= self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
         }
-        let (used, complete) = match data.iter().position(|&b| b == b'\n') {
-            Some(p) => (p + 1, true),
-            None => (data.len(), false),
-        };
-        let body = &data[..if complete { used - 1 } else { used }];
-        if self.buf.len() + body.len() > MAX_EVENT {
-            self.buf.clear();
+        while !input.is_empty() {
+            let (used, out) = self.http.feed(input)?;
+            input = &input[used..];
+            match out {
+                Some(Output::Head(h)) if h.status != 200 => return Err(Error::Status(h.status)),
+                Some(Output::Data(d)) => self.buf.extend_from_slice(d),
+                Some(Output::End) => self.ended = true,
+                Some(Output::Head(_)) | None => {}
+            }
+            if self.ended {
+                break;
+            }
+        }
+        if let Some(Output::End) = self.http.feed(&[])?.1 {
+            self.ended = true;
+        }
+        // An unfinished event may not grow past the bound.
+        let tail = self.buf[self.start..]
+            .iter()
+            .rev()
+            .take_while(|&&b| b != b'\n')
+            .count();
+        if tail > MAX_EVENT {
             return Err(Error::TooLarge);
         }
-        self.buf.extend_from_slice(body);
-        self.complete = complete;
-        Ok((used, complete))
+        Ok(())
     }
 
-    /// The current complete line, without its `\n` (and without a trailing `\r`).
-    pub fn line(&self) -> &[u8] {
-        self.buf.strip_suffix(b"\r").unwrap_or(&self.buf)
+    /// The peer closed the connection: fine only at the end of the body and of an event.
+    pub fn eof(&mut self) -> Result<(), Error> {
+        self.http.eof()?;
+        self.ended = true;
+        if self.buf[self.start..]
+            .iter()
+            .any(|b| !b.is_ascii_whitespace())
+        {
+            return Err(Error::Http(http::Error::Truncated));
+        }
+        Ok(())
     }
 
-    /// Bytes of an unfinished line (a stream that ends here ended mid-event).
-    pub fn pending(&self) -> usize {
-        if self.complete {
-            0
-        } else {
-            self.buf.len()
+    /// The body has ended (after the buffered events are taken).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The next complete container event, or `None` until more input arrives.
+    pub fn next_event(&mut self) -> Result<Option<Event>, Error> {
+        loop {
+            let from = self.start + self.scanned;
+            let Some(nl) = self.buf[from..].iter().position(|&b| b == b'\n') else {
+                self.scanned = self.buf.len() - self.start;
+                return Ok(None);
+            };
+            let line_end = from + nl;
+            let line = &self.buf[self.start..line_end];
+            self.start = line_end + 1;
+            self.scanned = 0;
+            if line.len() > MAX_EVENT {
+                return Err(Error::TooLarge);
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if let Some(ev) = decode(line)? {
+                return Ok(Some(ev));
+            }
         }
     }
 }
@@ -170,4 +232,200 @@ pub fn since_param(time_nano: i64) -> String {
         time_nano.div_euclid(1_000_000_000),
         time_nano.rem_euclid(1_000_000_000)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Real bytes from Docker 20.10 (API 1.41): head and chunked body of a filtered `/events`
+    /// subscription while three containers started, died and were removed.
+    const CAPTURED: &[u8] = include_bytes!("../../tests/data/events-engine-20.10.raw");
+
+    /// An API 1.52 event as the Engine API reference shows it: no `status`, `id` or `from`.
+    const V152: &str = r#"{"Type":"container","Action":"start","Actor":{"ID":"ede54ee1afda366ab42f824e8a5ffd195155d853ceaec74a927f249ea270c743","Attributes":{"com.example.some-label":"some-label-value","image":"alpine:latest","name":"my-container"}},"scope":"local","time":1461943101,"timeNano":1461943101381709551}"#;
+
+    fn summary(evs: &[Event]) -> Vec<(Action, Option<i64>)> {
+        evs.iter()
+            .map(|e| (e.action.clone(), e.exit_code))
+            .collect()
+    }
+
+    /// Feeds `input` in pieces of `step` bytes and collects every event.
+    fn events(input: &[u8], step: usize) -> Result<Vec<Event>, Error> {
+        let mut d = EventDecoder::new();
+        let mut out = Vec::new();
+        for piece in input.chunks(step.max(1)) {
+            d.feed(piece)?;
+            while let Some(ev) = d.next_event()? {
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+
+    fn chunked(body: &str) -> Vec<u8> {
+        let mut v = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for part in body.as_bytes().chunks(100) {
+            v.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            v.extend_from_slice(part);
+            v.extend_from_slice(b"\r\n");
+        }
+        v
+    }
+
+    #[test]
+    fn captured_engine_stream_at_every_split() {
+        let all = events(CAPTURED, CAPTURED.len()).unwrap();
+        use Action::*;
+        assert_eq!(
+            summary(&all),
+            [
+                (Start, None),
+                (Die, Some(137)),
+                (Destroy, None),
+                (Start, None),
+                (Die, Some(3)),
+                (Destroy, None),
+                (Start, None)
+            ]
+        );
+        assert!(all
+            .iter()
+            .all(|e| e.id.len() == 64 && e.time_nano > 1_700_000_000_000_000_000));
+        assert!(all.windows(2).all(|w| w[0].time_nano <= w[1].time_nano));
+        for step in 1..64 {
+            assert_eq!(events(CAPTURED, step).unwrap(), all, "step {step}");
+        }
+        for cut in 0..=CAPTURED.len() {
+            let mut d = EventDecoder::new();
+            let mut got = Vec::new();
+            for piece in [&CAPTURED[..cut], &CAPTURED[cut..]] {
+                d.feed(piece).unwrap();
+                while let Some(ev) = d.next_event().unwrap() {
+                    got.push(ev);
+                }
+            }
+            assert_eq!(got, all, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn newer_engine_shape() {
+        let ev = decode(V152.as_bytes()).unwrap().unwrap();
+        assert_eq!(ev.action, Action::Start);
+        assert_eq!(
+            ev.id,
+            "ede54ee1afda366ab42f824e8a5ffd195155d853ceaec74a927f249ea270c743"
+        );
+        assert_eq!(ev.time_nano, 1_461_943_101_381_709_551);
+        let die = r#"{"Type":"container","Action":"die","Actor":{"ID":"abc","Attributes":{"exitCode":"0"}},"time":5}"#;
+        let ev = decode(die.as_bytes()).unwrap().unwrap();
+        assert_eq!(
+            (ev.action, ev.exit_code, ev.time_nano),
+            (Action::Die, Some(0), 5_000_000_000)
+        );
+        // Old engines: status/id only.
+        let old = r#"{"status":"destroy","id":"abc","from":"img","time":1}"#;
+        assert_eq!(
+            decode(old.as_bytes()).unwrap().unwrap().action,
+            Action::Destroy
+        );
+        let podman = r#"{"Type":"container","Action":"remove","Actor":{"ID":"abc"}}"#;
+        assert_eq!(
+            decode(podman.as_bytes()).unwrap().unwrap().action,
+            Action::Destroy
+        );
+        let health =
+            r#"{"Type":"container","Action":"health_status: healthy","Actor":{"ID":"abc"}}"#;
+        assert_eq!(
+            decode(health.as_bytes()).unwrap().unwrap().action,
+            Action::Other("health_status: healthy".into())
+        );
+        let image = r#"{"Type":"image","Action":"pull","Actor":{"ID":"alpine"}}"#;
+        assert_eq!(decode(image.as_bytes()).unwrap(), None);
+        let body = format!("{V152}\n\n  \n{V152}\r\n");
+        assert_eq!(events(&chunked(&body), 7).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn since_values() {
+        assert_eq!(
+            since_param(1_461_943_101_381_709_551),
+            "1461943101.381709551"
+        );
+        assert_eq!(since_param(5), "0.000000005");
+    }
+
+    #[test]
+    fn hostile_streams() {
+        let bad_json = chunked("{\"Type\":\"container\",\n");
+        assert!(matches!(events(&bad_json, 3), Err(Error::Json(_))));
+        let bad_utf8 = {
+            let mut v = chunked("");
+            let line =
+                b"{\"Type\":\"container\",\"Action\":\"start\",\"Actor\":{\"ID\":\"\xff\xfe\"}}\n";
+            v.extend_from_slice(format!("{:x}\r\n", line.len()).as_bytes());
+            v.extend_from_slice(line);
+            v.extend_from_slice(b"\r\n");
+            v
+        };
+        assert!(matches!(events(&bad_utf8, 5), Err(Error::Json(_))));
+        let no_id = chunked("{\"Type\":\"container\",\"Action\":\"start\",\"Actor\":{}}\n");
+        assert_eq!(events(&no_id, 1), Err(Error::NoId));
+        let wrong_types =
+            chunked("{\"Type\":\"container\",\"Action\":5,\"Actor\":{\"ID\":\"a\"}}\n");
+        assert!(matches!(events(&wrong_types, 1000), Err(Error::Json(_))));
+        let not_object = chunked("[1,2,3]\n");
+        assert!(matches!(events(&not_object, 1000), Err(Error::Json(_))));
+
+        // One event over the bound, in one line without a newline yet: refused while it grows.
+        let huge = chunked(&"x".repeat(MAX_EVENT + 10));
+        assert_eq!(events(&huge, 8192), Err(Error::TooLarge));
+        let huge_line = chunked(&format!("{}\n", "x".repeat(MAX_EVENT + 10)));
+        assert_eq!(events(&huge_line, huge_line.len()), Err(Error::TooLarge));
+
+        let refused = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}";
+        assert_eq!(events(refused, 1), Err(Error::Status(500)));
+        let bad_chunk = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n";
+        assert_eq!(
+            events(bad_chunk, 1),
+            Err(Error::Http(http::Error::BadChunkSize))
+        );
+
+        // A stalled half event, then the connection closes: truncated, not an event.
+        let mut d = EventDecoder::new();
+        d.feed(&CAPTURED[..CAPTURED.len() - 40]).unwrap();
+        while d.next_event().unwrap().is_some() {}
+        assert_eq!(d.eof(), Err(Error::Http(http::Error::Truncated)));
+        // A head and no body, then close.
+        let mut d = EventDecoder::new();
+        d.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap();
+        assert_eq!(d.next_event(), Ok(None));
+        assert_eq!(d.eof(), Err(Error::Http(http::Error::Truncated)));
+        // A clean end of the body.
+        let mut end = chunked(&format!("{V152}\n"));
+        end.extend_from_slice(b"0\r\n\r\n");
+        let mut d = EventDecoder::new();
+        d.feed(&end).unwrap();
+        assert!(d.next_event().unwrap().is_some());
+        assert!(d.ended());
+    }
+
+    #[test]
+    fn buffer_stays_bounded() {
+        let mut d = EventDecoder::new();
+        d.feed(&chunked("")).unwrap();
+        let line = format!("{V152}\n");
+        let mut piece = Vec::new();
+        piece.extend_from_slice(format!("{:x}\r\n", line.len()).as_bytes());
+        piece.extend_from_slice(line.as_bytes());
+        piece.extend_from_slice(b"\r\n");
+        for _ in 0..10_000 {
+            d.feed(&piece).unwrap();
+            assert!(d.next_event().unwrap().is_some());
+        }
+        assert!(d.buf.capacity() < 4 * line.len(), "{}", d.buf.capacity());
+    }
 }

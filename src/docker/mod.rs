@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use container::{Container, Summary};
-use events::{Event, Lines};
+use events::{Event, EventDecoder};
 use http::{Head, Output, ResponseDecoder};
 
 /// Largest non-streaming response body read (a list of many containers stays far below).
@@ -331,22 +331,16 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// A subscription to `/events`: one connection, one decoder, one line buffer.
+/// A subscription to `/events`: one connection, the sans-I/O [`EventDecoder`], one read buffer.
 pub struct EventStream {
     conn: Conn,
-    decoder: ResponseDecoder,
-    lines: Lines,
+    decoder: EventDecoder,
     buf: Box<[u8]>,
-    /// Bytes of `buf` read but not yet given to the decoder.
-    pos: usize,
-    len: usize,
-    /// Body bytes of `buf` decoded but not yet split into lines.
-    body: std::ops::Range<usize>,
 }
 
 impl EventStream {
     /// Sends the subscription (container events from `since`, `seconds.nanos`, if given).
-    /// Does not wait for the response head: the engine sends none until the first event.
+    /// Does not wait for the response head: an engine may send none until the first event.
     pub fn open(endpoint: &Endpoint, since: Option<&str>) -> Result<EventStream, Error> {
         let mut conn = endpoint.connect()?;
         conn.set_timeout(Some(REQUEST_TIMEOUT))?;
@@ -359,62 +353,26 @@ impl EventStream {
         conn.set_timeout(None)?;
         Ok(EventStream {
             conn,
-            decoder: ResponseDecoder::new(),
-            lines: Lines::new(),
+            decoder: EventDecoder::new(),
             buf: vec![0; READ_BUF].into_boxed_slice(),
-            pos: 0,
-            len: 0,
-            body: 0..0,
         })
     }
 
     /// Blocks for the next container event. `Ok(None)` when the engine ended the stream cleanly.
     pub fn next(&mut self) -> Result<Option<Event>, Error> {
         loop {
-            while !self.body.is_empty() {
-                let (n, complete) = self.lines.feed(&self.buf[self.body.clone()])?;
-                self.body.start += n;
-                if complete {
-                    let line = self.lines.line();
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
-                    }
-                    if let Some(ev) = events::decode(line)? {
-                        return Ok(Some(ev));
-                    }
-                }
+            if let Some(ev) = self.decoder.next_event()? {
+                return Ok(Some(ev));
             }
-            if self.pos < self.len {
-                let (used, out) = self.decoder.feed(&self.buf[self.pos..self.len])?;
-                self.pos += used;
-                match out {
-                    Some(Output::Head(h)) if h.status != 200 => {
-                        return Err(Error::Status(h.status, "event subscription refused".into()));
-                    }
-                    Some(Output::Head(_)) | None => {}
-                    // Decoded data is always the tail of what the decoder just consumed.
-                    Some(Output::Data(d)) => self.body = self.pos - d.len()..self.pos,
-                    Some(Output::End) => return self.end(),
-                }
-                continue;
-            }
-            if let Some(Output::End) = self.decoder.feed(&[])?.1 {
-                return self.end();
+            if self.decoder.ended() {
+                return Ok(None);
             }
             let n = self.conn.read(&mut self.buf)?;
             if n == 0 {
                 self.decoder.eof()?;
-                return self.end();
+                return Ok(None);
             }
-            self.pos = 0;
-            self.len = n;
+            self.decoder.feed(&self.buf[..n])?;
         }
-    }
-
-    fn end(&self) -> Result<Option<Event>, Error> {
-        if self.lines.pending() > 0 {
-            return Err(Error::Http(http::Error::Truncated));
-        }
-        Ok(None)
     }
 }

@@ -1,0 +1,293 @@
+//! Shared harness for the end-to-end tests: the real daemon binary against the private engine
+//! and the Consul agent that `tests/services.sh` started (its `env` file sets DOCKER_HOST,
+//! CONSUL_HTTP_ADDR and RGTR_TEST_DIR; `tests/run.sh` does all of it).
+//!
+//! The tests share one engine and one agent, so they run one at a time ([`lock`]), and each
+//! starts from nothing ([`reset`]). Waiting is polling with a generous deadline: a test asserts
+//! what converges, never how fast (figures belong to `tests/bench.sh`).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// Serializes the tests (one engine, one agent) and resets both.
+pub fn lock() -> MutexGuard<'static, ()> {
+    let g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    reset();
+    g
+}
+
+fn required(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{var} is not set: the end-to-end tests need the private Docker engine and Consul \
+             from tests/services.sh; run them with tests/run.sh"
+        ),
+    }
+}
+
+pub fn docker_host() -> String {
+    required("DOCKER_HOST")
+}
+
+pub fn consul_addr() -> String {
+    required("CONSUL_HTTP_ADDR")
+}
+
+pub fn test_dir() -> PathBuf {
+    PathBuf::from(required("RGTR_TEST_DIR"))
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the docker CLI against the private engine; panics with its stderr on failure.
+pub fn docker(args: &[&str]) -> String {
+    docker_try(args).unwrap_or_else(|e| panic!("docker {}: {e}", args.join(" ")))
+}
+
+pub fn docker_try(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", docker_host())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// `docker run -d ARGS...`; returns the full container ID.
+pub fn run(args: &[&str]) -> String {
+    let mut all = vec!["run", "-d"];
+    all.extend_from_slice(args);
+    docker(&all)
+}
+
+/// The host port a container's `port` (e.g. `80/tcp`) is published on.
+pub fn host_port(container: &str, port: &str) -> u16 {
+    let out = docker(&["port", container, port]);
+    let line = out.lines().next().unwrap_or_default();
+    line.rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no published port for {container} {port}: {out:?}"))
+}
+
+pub fn inspect(container: &str) -> Value {
+    let out = docker(&["inspect", container]);
+    let v: Value = serde_json::from_str(&out).expect("inspect JSON");
+    v[0].clone()
+}
+
+/// Services the agent holds, by ID (Consul's own `consul` service left out).
+pub fn services() -> BTreeMap<String, Value> {
+    let v = consul_get("/v1/agent/services");
+    let map: BTreeMap<String, Value> = serde_json::from_value(v).expect("services map");
+    map.into_iter().filter(|(id, _)| id != "consul").collect()
+}
+
+/// Checks the agent holds, by check ID.
+pub fn checks() -> BTreeMap<String, Value> {
+    serde_json::from_value(consul_get("/v1/agent/checks")).expect("checks map")
+}
+
+pub fn consul_get(path: &str) -> Value {
+    let url = format!("http://{}{}", consul_addr(), path);
+    let mut resp = ureq::get(&url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let text = resp.body_mut().read_to_string().expect("consul body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: {e}: {text}"))
+}
+
+pub fn consul_put(path: &str) {
+    let url = format!("http://{}{}", consul_addr(), path);
+    ureq::put(&url)
+        .send_empty()
+        .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
+}
+
+/// No containers on the engine, no services (but Consul's own) in the agent.
+pub fn reset() {
+    let ids = docker(&["ps", "-aq"]);
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(ids.split_whitespace());
+        docker(&args);
+    }
+    for net in docker(&["network", "ls", "--filter", "label=rgtr-test", "-q"]).split_whitespace() {
+        let _ = docker_try(&["network", "rm", net]);
+    }
+    for id in services().keys() {
+        consul_put(&format!("/v1/agent/service/deregister/{}", encode(id)));
+    }
+}
+
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The machine's hostname as the daemon reads it.
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_string()
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `WAIT` with `what` and the
+/// daemon's log.
+pub fn wait_for<T>(what: &str, daemon: Option<&Daemon>, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > WAIT {
+            let log = daemon.map(Daemon::log).unwrap_or_default();
+            panic!("timed out after {WAIT:?} waiting for {what}\n--- daemon log ---\n{log}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the agent's service IDs are exactly `want`, then checks they stay so for a
+/// moment (nothing late, nothing stale).
+pub fn converge(daemon: &Daemon, want: &[String]) {
+    let mut want: Vec<String> = want.to_vec();
+    want.sort();
+    let mut last = Vec::new();
+    wait_for(
+        &format!("exactly {} services", want.len()),
+        Some(daemon),
+        || {
+            last = services().into_keys().collect();
+            (last == want).then_some(())
+        },
+    );
+    thread::sleep(Duration::from_millis(500));
+    let now: Vec<String> = services().into_keys().collect();
+    assert_eq!(
+        now,
+        want,
+        "services changed after converging\n{}",
+        daemon.log()
+    );
+}
+
+/// The daemon under test, its log in a file under the test dir.
+pub struct Daemon {
+    child: Option<Child>,
+    pub log_path: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(args: &[&str]) -> Daemon {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log_path = test_dir().join(format!("daemon-{}-{n}.log", std::process::id()));
+        let log = fs::File::create(&log_path).expect("daemon log");
+        let child = Command::new(env!("CARGO_BIN_EXE_registrator"))
+            .args(args)
+            .env("DOCKER_HOST", docker_host())
+            .env(
+                "RUST_LOG",
+                std::env::var("RGTR_LOG").unwrap_or_else(|_| "debug".into()),
+            )
+            .env_remove("CONSUL_HTTP_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("start the daemon");
+        let d = Daemon {
+            child: Some(child),
+            log_path,
+        };
+        wait_for("the daemon to subscribe to events", Some(&d), || {
+            d.log().contains("listening for events").then_some(())
+        });
+        d
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Sends `signal` and waits (bounded) for the exit; returns the status and how long it took.
+    pub fn stop_with(&mut self, signal: &str) -> (ExitStatus, Duration) {
+        let mut child = self.child.take().expect("running");
+        let start = Instant::now();
+        Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .expect("kill");
+        loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                return (st, start.elapsed());
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!(
+                    "daemon did not exit within 10 s of SIG{signal}\n{}",
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `tests/services.sh <cmd> <dir>` (engine and agent restarts).
+pub fn services_sh(cmd: &str) {
+    let st = Command::new("bash")
+        .arg(repo_root().join("tests/services.sh"))
+        .arg(cmd)
+        .arg(test_dir())
+        .status()
+        .expect("run tests/services.sh");
+    assert!(st.success(), "tests/services.sh {cmd} failed");
+}

@@ -1,0 +1,664 @@
+//! End to end: the release daemon against the private Docker engine and a real Consul agent,
+//! asserting on what the agent holds. Needs `tests/services.sh` (run via `tests/run.sh`).
+//! Every test publishes on 127.0.0.1 and sends traffic (Consul's checks) only there.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::fs;
+use std::thread;
+use std::time::Duration;
+
+fn consul() -> String {
+    format!("consul://{}", consul_addr())
+}
+
+fn svc(id: &str) -> Value {
+    services().remove(id).unwrap_or(Value::Null)
+}
+
+fn wait_service(d: &Daemon, id: &str) -> Value {
+    wait_for(&format!("service {id}"), Some(d), || services().remove(id))
+}
+
+fn wait_gone(d: &Daemon, id: &str) {
+    wait_for(&format!("service {id} to go"), Some(d), || {
+        (!services().contains_key(id)).then_some(())
+    });
+}
+
+#[test]
+fn worked_examples_of_the_spec() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&[&consul()]);
+
+    let redis = run(&["--name", "redis.0", "-p", "127.0.0.1::6379", "redis"]);
+    let s = wait_service(&d, &format!("{h}:redis.0:6379"));
+    let line = format!("added: {} {h}:redis.0:6379", &redis[..12]);
+    assert!(d.log().contains(&line), "greppable {line:?}");
+    assert_eq!(s["Service"], "redis");
+    assert_eq!(s["Port"], host_port("redis.0", "6379/tcp"));
+    assert_eq!(s["Address"], "127.0.0.1");
+    assert_eq!(s["Tags"], json!([]));
+    assert_eq!(s["Meta"], json!({}));
+
+    for (name, flag) in [("db.env", "-e"), ("db.label", "-l")] {
+        run(&[
+            "--name",
+            name,
+            "-p",
+            "127.0.0.1::6379",
+            flag,
+            "SERVICE_NAME=db",
+            flag,
+            "SERVICE_TAGS=master,backups",
+            flag,
+            "SERVICE_REGION=us2",
+            "redis",
+        ]);
+        let s = wait_service(&d, &format!("{h}:{name}:6379"));
+        assert_eq!(s["Service"], "db", "{name}");
+        assert_eq!(s["Tags"], json!(["master", "backups"]), "{name}");
+        assert_eq!(s["Meta"], json!({"region": "us2"}), "{name}");
+    }
+
+    run(&[
+        "--name",
+        "nginx.0",
+        "-p",
+        "127.0.0.1::443",
+        "-p",
+        "127.0.0.1::80",
+        "nginx",
+    ]);
+    let https = wait_service(&d, &format!("{h}:nginx.0:443"));
+    let http = wait_service(&d, &format!("{h}:nginx.0:80"));
+    assert_eq!(https["Service"], "nginx-443");
+    assert_eq!(https["Port"], host_port("nginx.0", "443/tcp"));
+    assert_eq!(http["Service"], "nginx-80");
+    assert_eq!(http["Port"], host_port("nginx.0", "80/tcp"));
+
+    run(&[
+        "--name",
+        "nginx.1",
+        "-p",
+        "127.0.0.1::443",
+        "-p",
+        "127.0.0.1::80",
+        "-e",
+        "SERVICE_443_NAME=https",
+        "-e",
+        "SERVICE_443_ID=https.12345",
+        "-e",
+        "SERVICE_443_SNI=enabled",
+        "-e",
+        "SERVICE_80_NAME=http",
+        "-e",
+        "SERVICE_TAGS=www",
+        "nginx",
+    ]);
+    let s = wait_service(&d, "https.12345");
+    assert_eq!(s["Service"], "https");
+    assert_eq!(s["Port"], host_port("nginx.1", "443/tcp"));
+    assert_eq!(s["Tags"], json!(["www"]));
+    assert_eq!(s["Meta"], json!({"sni": "enabled"}));
+    let s = wait_service(&d, &format!("{h}:nginx.1:80"));
+    assert_eq!(s["Service"], "http");
+    assert_eq!(s["Port"], host_port("nginx.1", "80/tcp"));
+    assert_eq!(s["Tags"], json!(["www"]));
+    assert_eq!(s["Meta"], json!({}));
+
+    run(&[
+        "--name",
+        "dns",
+        "-p",
+        "127.0.0.1::53/udp",
+        "-e",
+        "SERVICE_TAGS=a",
+        "bb",
+    ]);
+    let s = wait_service(&d, &format!("{h}:dns:53:udp"));
+    assert_eq!(s["Service"], "bb");
+    assert_eq!(s["Port"], host_port("dns", "53/udp"));
+    assert_eq!(s["Tags"], json!(["a", "udp"]));
+}
+
+#[test]
+fn labels_beat_env_ignore_and_forced_tags() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&["-tags", "forced,x\\,y", &consul()]);
+    run(&[
+        "--name",
+        "lbe",
+        "-p",
+        "127.0.0.1::80",
+        "-e",
+        "SERVICE_NAME=from-env",
+        "-l",
+        "SERVICE_NAME=from-label",
+        "-e",
+        "SERVICE_COLOR=red",
+        "-l",
+        "SERVICE_COLOR=blue",
+        "bb",
+    ]);
+    run(&[
+        "--name",
+        "ign",
+        "-p",
+        "127.0.0.1::80",
+        "-e",
+        "SERVICE_IGNORE=1",
+        "bb",
+    ]);
+    run(&[
+        "--name",
+        "ign1",
+        "-p",
+        "127.0.0.1::80",
+        "-p",
+        "127.0.0.1::81",
+        "-l",
+        "SERVICE_81_IGNORE=yes",
+        "bb",
+    ]);
+    let s = wait_service(&d, &format!("{h}:lbe:80"));
+    assert_eq!(s["Service"], "from-label");
+    assert_eq!(s["Meta"], json!({"color": "blue"}));
+    assert_eq!(s["Tags"], json!(["forced", "x,y"]));
+    let s = wait_service(&d, &format!("{h}:ign1:80"));
+    assert_eq!(s["Service"], "bb-80");
+    wait_for("the ignored lines", Some(&d), || {
+        let log = d.log();
+        (log.contains("has SERVICE_IGNORE") && log.matches("ignored: ").count() >= 2).then_some(())
+    });
+    let ids: Vec<String> = services().into_keys().collect();
+    assert_eq!(ids, [format!("{h}:ign1:80"), format!("{h}:lbe:80")]);
+}
+
+#[test]
+fn explicit_registers_only_named_ports() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&["-explicit", &consul()]);
+    run(&[
+        "--name",
+        "named",
+        "-p",
+        "127.0.0.1::80",
+        "-p",
+        "127.0.0.1::81",
+        "-e",
+        "SERVICE_81_NAME=api",
+        "bb",
+    ]);
+    run(&["--name", "unnamed", "-p", "127.0.0.1::80", "bb"]);
+    run(&[
+        "--name",
+        "marker",
+        "-p",
+        "127.0.0.1::80",
+        "-e",
+        "SERVICE_NAME=marker",
+        "bb",
+    ]);
+    wait_service(&d, &format!("{h}:marker:80"));
+    let s = wait_service(&d, &format!("{h}:named:81"));
+    assert_eq!(s["Service"], "api");
+    let ids: Vec<String> = services().into_keys().collect();
+    assert_eq!(ids, [format!("{h}:marker:80"), format!("{h}:named:81")]);
+}
+
+#[test]
+fn internal_registers_container_address_and_exposed_port() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&["-internal", &consul()]);
+    let id = run(&[
+        "--name",
+        "int",
+        "--expose",
+        "7000",
+        "-p",
+        "127.0.0.1::80",
+        "bb",
+    ]);
+    let ip = inspect(&id)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"].clone();
+    assert!(ip.as_str().is_some_and(|s| !s.is_empty()));
+    for port in [80, 7000] {
+        let s = wait_service(&d, &format!("{h}:int:{port}"));
+        assert_eq!(s["Address"], ip, "container address");
+        assert_eq!(s["Port"], port, "exposed port");
+        assert_eq!(s["Service"], format!("bb-{port}"));
+    }
+}
+
+#[test]
+fn user_defined_network_and_host_network() {
+    let _g = lock();
+    let h = hostname();
+    docker(&["network", "create", "--label", "rgtr-test", "rgtr-net"]);
+    let d = Daemon::start(&[&consul()]);
+    let id = run(&[
+        "--name",
+        "onnet",
+        "--network",
+        "rgtr-net",
+        "-p",
+        "127.0.0.1::80",
+        "bb",
+    ]);
+    let ip = inspect(&id)["NetworkSettings"]["Networks"]["rgtr-net"]["IPAddress"].clone();
+    let s = wait_service(&d, &format!("{h}:onnet:80"));
+    assert_eq!(s["Address"], ip, "address on the user-defined network");
+    assert_eq!(s["Port"], host_port("onnet", "80/tcp"));
+    drop(d);
+
+    // -ip wins over the network's address; host networking registers exposed ports as is.
+    let d = Daemon::start(&["-ip", "127.0.0.1", &consul()]);
+    let s = wait_service(&d, &format!("{h}:onnet:80"));
+    assert_eq!(s["Address"], "127.0.0.1");
+    run(&[
+        "--name",
+        "hostnet",
+        "--network",
+        "host",
+        "--expose",
+        "18081",
+        "bb",
+    ]);
+    let s = wait_service(&d, &format!("{h}:hostnet:18081"));
+    assert_eq!(s["Address"], "127.0.0.1");
+    assert_eq!(s["Port"], 18081);
+}
+
+#[test]
+fn consul_checks() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&[&consul()]);
+    // A real HTTP server behind 127.0.0.1: Consul's check must reach passing.
+    run(&[
+        "--name",
+        "web",
+        "-p",
+        "127.0.0.1::80",
+        "-e",
+        "SERVICE_CHECK_HTTP=/health",
+        "-e",
+        "SERVICE_CHECK_INTERVAL=1s",
+        "-e",
+        "SERVICE_CHECK_TIMEOUT=1s",
+        "bb",
+        "sh",
+        "-c",
+        "echo ok > /tmp/health && exec httpd -f -p 80 -h /tmp",
+    ]);
+    run(&[
+        "--name",
+        "tcp",
+        "-p",
+        "127.0.0.1::80",
+        "-e",
+        "SERVICE_CHECK_TCP=true",
+        "-e",
+        "SERVICE_CHECK_INTERVAL=1s",
+        "bb",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/tmp",
+    ]);
+    run(&[
+        "--name",
+        "script",
+        "-p",
+        "127.0.0.1::80",
+        "-e",
+        "SERVICE_CHECK_SCRIPT=test $SERVICE_PORT -gt 0",
+        "-e",
+        "SERVICE_CHECK_INTERVAL=1s",
+        "bb",
+    ]);
+    run(&[
+        "--name",
+        "ttl",
+        "-p",
+        "127.0.0.1::80",
+        "-e",
+        "SERVICE_CHECK_TTL=30s",
+        "bb",
+    ]);
+    run(&[
+        "--name",
+        "https",
+        "-p",
+        "127.0.0.1::443",
+        "-e",
+        "SERVICE_CHECK_HTTPS=/h",
+        "-e",
+        "SERVICE_CHECK_TLS_SKIP_VERIFY=true",
+        "-e",
+        "SERVICE_CHECK_INTERVAL=1s",
+        "bb",
+    ]);
+    run(&[
+        "--name",
+        "cmd",
+        "-p",
+        "127.0.0.1::80",
+        "-e",
+        "SERVICE_CHECK_CMD=/bin/health",
+        "-e",
+        "SERVICE_CHECK_INTERVAL=1s",
+        "bb",
+    ]);
+    run(&[
+        "--name",
+        "grpc",
+        "-p",
+        "127.0.0.1::80",
+        "-e",
+        "SERVICE_CHECK_GRPC=true",
+        "-e",
+        "SERVICE_CHECK_INTERVAL=1s",
+        "-e",
+        "SERVICE_CHECK_DEREGISTER_AFTER=10m",
+        "bb",
+    ]);
+
+    let check = |name: &str| {
+        let id = format!(
+            "service:{h}:{name}:{}",
+            if name == "https" { 443 } else { 80 }
+        );
+        wait_for(&format!("check {id}"), Some(&d), || checks().remove(&id))
+    };
+    let status = |name: &str, want: &str| {
+        wait_for(&format!("{name} check {want}"), Some(&d), || {
+            let c = check(name);
+            (c["Status"] == want).then_some(c)
+        })
+    };
+    let web = status("web", "passing");
+    assert_eq!(web["Type"], "http");
+    let tcp = status("tcp", "passing");
+    assert_eq!(tcp["Type"], "tcp");
+    let script = status("script", "passing");
+    assert_eq!(
+        script["Type"], "script",
+        "check_script split into Args and run: {script}"
+    );
+    let ttl = check("ttl");
+    assert_eq!(ttl["Type"], "ttl");
+    assert_eq!(ttl["Status"], "critical");
+    // Consul 1.8 does not show a check's definition; what each ran shows in its output (the
+    // exact registration bodies are unit-tested in backend::consul).
+    let ran = |name: &str, want: String| {
+        wait_for(
+            &format!("{name} check output with {want:?}"),
+            Some(&d),
+            || {
+                let c = check(name);
+                c["Output"]
+                    .as_str()
+                    .is_some_and(|o| o.contains(&want))
+                    .then_some(c)
+            },
+        )
+    };
+    let https = ran(
+        "https",
+        format!("https://127.0.0.1:{}/h", host_port("https", "443/tcp")),
+    );
+    assert_eq!(https["Type"], "http");
+    let cmd = ran("cmd", "\"check-cmd\"".into());
+    assert_eq!(cmd["Type"], "script");
+    let grpc = ran("grpc", format!("127.0.0.1:{}", host_port("grpc", "80/tcp")));
+    assert_eq!(grpc["Type"], "grpc");
+    // check_* attributes are not Meta.
+    assert_eq!(svc(&format!("{h}:web:80"))["Meta"], json!({}));
+}
+
+#[test]
+fn rejected_registration_is_logged_and_retried_on_resync() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&["-resync", "1", &consul()]);
+    run(&[
+        "--name",
+        "bad",
+        "-p",
+        "127.0.0.1::80",
+        "-e",
+        "SERVICE_CHECK_HTTP=/",
+        "-e",
+        "SERVICE_CHECK_INTERVAL=bogus",
+        "bb",
+    ]);
+    run(&["--name", "good", "-p", "127.0.0.1::80", "bb"]);
+    wait_service(&d, &format!("{h}:good:80"));
+    let line = format!("register failed: consul: register {h}:bad:80: HTTP 400");
+    wait_for(
+        "the rejection logged twice (start, then resync)",
+        Some(&d),
+        || (d.log().matches(&line).count() >= 2).then_some(()),
+    );
+    assert!(svc(&format!("{h}:bad:80")).is_null());
+    let mut d = d;
+    assert!(
+        d.is_running(),
+        "a rejected registration never stops the daemon"
+    );
+}
+
+#[test]
+fn die_restart_and_shutdown() {
+    let _g = lock();
+    let h = hostname();
+    let mut d = Daemon::start(&[&consul()]);
+    let cid = run(&["--name", "cycle", "-p", "127.0.0.1::80", "bb"]);
+    let id = format!("{h}:cycle:80");
+    wait_service(&d, &id);
+    docker(&["kill", "cycle"]);
+    wait_gone(&d, &id);
+    assert!(
+        d.log().contains(&format!("removed: {} {id}", &cid[..12])),
+        "greppable removed: line"
+    );
+    docker(&["start", "cycle"]);
+    let s = wait_service(&d, &id);
+    assert_eq!(s["Port"], host_port("cycle", "80/tcp"));
+    docker(&["restart", "-t", "0", "cycle"]);
+    thread::sleep(Duration::from_millis(500));
+    let s = wait_service(&d, &id);
+    assert_eq!(s["Port"], host_port("cycle", "80/tcp"));
+
+    let (status, took) = d.stop_with("TERM");
+    eprintln!("SIGTERM -> exit in {took:?}");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        !svc(&id).is_null(),
+        "registrations stay on shutdown (the container still runs)"
+    );
+}
+
+#[test]
+fn deregister_on_success() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&["-deregister", "on-success", &consul()]);
+    // PID 1 shells that exit with a chosen code on SIGTERM.
+    let prog = |code: u8| format!("trap 'exit {code}' TERM; while true; do sleep 1 & wait; done");
+    run(&[
+        "--name",
+        "fails",
+        "-p",
+        "127.0.0.1::80",
+        "bb",
+        "sh",
+        "-c",
+        &prog(1),
+    ]);
+    run(&[
+        "--name",
+        "succeeds",
+        "-p",
+        "127.0.0.1::80",
+        "bb",
+        "sh",
+        "-c",
+        &prog(0),
+    ]);
+    run(&["--name", "killed", "-p", "127.0.0.1::80", "bb"]);
+    for n in ["fails", "succeeds", "killed"] {
+        wait_service(&d, &format!("{h}:{n}:80"));
+    }
+    docker(&["kill", "-s", "TERM", "fails"]);
+    docker(&["kill", "-s", "TERM", "succeeds"]);
+    docker(&["kill", "killed"]);
+    wait_gone(&d, &format!("{h}:succeeds:80"));
+    wait_gone(&d, &format!("{h}:killed:80"));
+    assert_eq!(inspect("fails")["State"]["ExitCode"], 1);
+    wait_for("the kept line", Some(&d), || {
+        d.log().contains("exited with code 1").then_some(())
+    });
+    assert!(
+        !svc(&format!("{h}:fails:80")).is_null(),
+        "exit 1 keeps the service"
+    );
+    // Gone for good: deregistered.
+    docker(&["rm", "fails"]);
+    wait_gone(&d, &format!("{h}:fails:80"));
+}
+
+#[test]
+fn containers_running_before_start_are_synced() {
+    let _g = lock();
+    let h = hostname();
+    run(&["--name", "early1", "-p", "127.0.0.1::80", "bb"]);
+    run(&["--name", "early2", "-p", "127.0.0.1::80", "bb"]);
+    let d = Daemon::start(&[&consul()]);
+    converge(&d, &[format!("{h}:early1:80"), format!("{h}:early2:80")]);
+}
+
+#[test]
+fn thirty_started_half_removed_at_once() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&[&consul()]);
+    let names: Vec<String> = (0..30).map(|i| format!("many{i:02}")).collect();
+    let handles: Vec<_> = names
+        .iter()
+        .cloned()
+        .map(|n| thread::spawn(move || run(&["--name", &n, "-p", "127.0.0.1::80", "bb"])))
+        .collect();
+    for hd in handles {
+        hd.join().expect("docker run");
+    }
+    let all: Vec<String> = names.iter().map(|n| format!("{h}:{n}:80")).collect();
+    converge(&d, &all);
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(names.iter().step_by(2).map(String::as_str));
+    docker(&rm);
+    let rest: Vec<String> = names
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|n| format!("{h}:{n}:80"))
+        .collect();
+    converge(&d, &rest);
+}
+
+#[test]
+fn engine_stopped_and_started_while_running() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&[&consul()]);
+    run(&[
+        "--name",
+        "survivor",
+        "--restart",
+        "always",
+        "-p",
+        "127.0.0.1::80",
+        "bb",
+    ]);
+    run(&["--name", "casualty", "-p", "127.0.0.1::80", "bb"]);
+    converge(
+        &d,
+        &[format!("{h}:casualty:80"), format!("{h}:survivor:80")],
+    );
+
+    services_sh("stop-docker");
+    services_sh("start-docker");
+    // Started right away, very likely before the daemon's backoff lets it reconnect.
+    run(&["--name", "newcomer", "-p", "127.0.0.1::80", "bb"]);
+    converge(
+        &d,
+        &[format!("{h}:newcomer:80"), format!("{h}:survivor:80")],
+    );
+    let s = svc(&format!("{h}:survivor:80"));
+    assert_eq!(
+        s["Port"],
+        host_port("survivor", "80/tcp"),
+        "re-registered with its new port"
+    );
+    assert!(d.log().contains("reconnected"), "{}", d.log());
+}
+
+#[test]
+fn file_backend_after_churn() {
+    let _g = lock();
+    let h = hostname();
+    let path = test_dir().join("services.json");
+    let _ = fs::remove_file(&path);
+    let uri = format!("file://{}", path.display());
+    let d = Daemon::start(&["-ip", "127.0.0.1", &uri]);
+    for i in 0..6 {
+        let n = format!("f{i}");
+        let mut args = vec![
+            "--name",
+            n.as_str(),
+            "-p",
+            "127.0.0.1::80",
+            "-e",
+            "SERVICE_TAGS=a,b",
+            "-l",
+            "SERVICE_ODD.KEY=v",
+        ];
+        args.push("bb");
+        run(&args);
+    }
+    docker(&["rm", "-f", "f1", "f3"]);
+    docker(&["restart", "-t", "0", "f5"]);
+    let want: Vec<String> = ["f0", "f2", "f4", "f5"]
+        .iter()
+        .map(|n| format!("{h}:{n}:80"))
+        .collect();
+    let entries = wait_for("the file to hold f0 f2 f4 f5", Some(&d), || {
+        let text = fs::read_to_string(&path).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        let ids: Vec<String> = v
+            .as_array()?
+            .iter()
+            .map(|e| e["labels"]["service_id"].as_str().unwrap_or("").to_string())
+            .collect();
+        (ids == want).then_some(v)
+    });
+    for e in entries.as_array().unwrap() {
+        let name = e["labels"]["container"].as_str().unwrap();
+        assert_eq!(
+            e["targets"],
+            json!([format!("127.0.0.1:{}", host_port(name, "80/tcp"))])
+        );
+        assert_eq!(e["labels"]["service"], "bb");
+        assert_eq!(e["labels"]["tags"], ",a,b,");
+        assert_eq!(e["labels"]["meta_odd_key"], "v");
+    }
+}

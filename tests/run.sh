@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README gives it: unit tests, the command-line tests, and the
+# end-to-end tests of the release binary against a private Docker engine and a real Consul
+# agent that tests/services.sh starts (and stops again on exit). Needs root (dockerd).
+#
+#   tests/run.sh [extra cargo test arguments, e.g. a test name]
+#
+# RGTR_KEEP=1 keeps the services' directory (logs) after the run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+cargo build --release --all-features
+
+dir=$(mktemp -d /tmp/rgtr.XXXXXX)
+cleanup() {
+    bash tests/services.sh stop "$dir" || true
+    if [ "${RGTR_KEEP:-0}" = 1 ]; then
+        echo "kept $dir" >&2
+    else
+        rm -rf "$dir"
+    fi
+}
+trap cleanup EXIT
+bash tests/services.sh start "$dir"
+# shellcheck disable=SC1091
+source "$dir/env"
+
+# One engine and one agent are shared, so the end-to-end tests run one at a time.
+cargo test --release --all-features -- --test-threads=1 "$@"
