@@ -184,6 +184,17 @@ impl Bridge {
                 return;
             }
         }
+        if !self.registered.contains_key(id) {
+            return;
+        }
+        // A replayed `die` of a container that has been started again since: its `start`
+        // follows in the stream, so removing now would only make the service flap.
+        if let Ok(Some(c)) = self.docker.inspect(id) {
+            if c.state.running {
+                log::debug!("{}: running again; stale die ignored", id12(id));
+                return;
+            }
+        }
         self.remove(id);
     }
 

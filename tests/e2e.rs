@@ -613,6 +613,47 @@ fn engine_stopped_and_started_while_running() {
 }
 
 #[test]
+fn missed_events_are_replayed_after_a_lost_connection() {
+    let _g = lock();
+    let h = hostname();
+    let proxy = CutProxy::start();
+    let d = Daemon::start_on(&proxy.docker_host(), &[&consul()]);
+    run(&["--name", "stays", "-p", "127.0.0.1::80", "bb"]);
+    run(&["--name", "dies", "-p", "127.0.0.1::80", "bb"]);
+    run(&["--name", "restarts", "-p", "127.0.0.1::80", "bb"]);
+    converge(
+        &d,
+        &[
+            format!("{h}:dies:80"),
+            format!("{h}:restarts:80"),
+            format!("{h}:stays:80"),
+        ],
+    );
+
+    proxy.cut();
+    run(&["--name", "arrives", "-p", "127.0.0.1::80", "bb"]);
+    docker(&["kill", "dies"]);
+    docker(&["restart", "-t", "0", "restarts"]);
+    wait_for("the daemon to notice", Some(&d), || {
+        d.log().contains("event stream").then_some(())
+    });
+    thread::sleep(Duration::from_millis(1500));
+    proxy.restore();
+
+    converge(
+        &d,
+        &[
+            format!("{h}:arrives:80"),
+            format!("{h}:restarts:80"),
+            format!("{h}:stays:80"),
+        ],
+    );
+    let s = svc(&format!("{h}:restarts:80"));
+    assert_eq!(s["Port"], host_port("restarts", "80/tcp"));
+    assert!(d.log().contains("reconnected"), "{}", d.log());
+}
+
+#[test]
 fn file_backend_after_churn() {
     let _g = lock();
     let h = hostname();

@@ -209,16 +209,21 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(args: &[&str]) -> Daemon {
+        Daemon::start_on(&docker_host(), args)
+    }
+
+    /// Starts the daemon talking to the engine at `engine` (a DOCKER_HOST value).
+    pub fn start_on(engine: &str, args: &[&str]) -> Daemon {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let log_path = test_dir().join(format!("daemon-{}-{n}.log", std::process::id()));
         let log = fs::File::create(&log_path).expect("daemon log");
         let child = Command::new(env!("CARGO_BIN_EXE_registrator"))
             .args(args)
-            .env("DOCKER_HOST", docker_host())
+            .env("DOCKER_HOST", engine)
             .env(
                 "RUST_LOG",
-                std::env::var("RGTR_LOG").unwrap_or_else(|_| "debug".into()),
+                std::env::var("RGTR_LOG").unwrap_or_else(|_| "registrator=debug".into()),
             )
             .env_remove("CONSUL_HTTP_TOKEN")
             .stdin(Stdio::null())
@@ -290,4 +295,76 @@ pub fn services_sh(cmd: &str) {
         .status()
         .expect("run tests/services.sh");
     assert!(st.success(), "tests/services.sh {cmd} failed");
+}
+
+/// A Unix-socket relay between the daemon and the real engine that a test can cut (every open
+/// connection closed, new ones refused) and restore: the daemon loses the engine while the
+/// engine goes on, so events are missed for real.
+pub struct CutProxy {
+    path: PathBuf,
+    state: std::sync::Arc<Mutex<ProxyState>>,
+}
+
+struct ProxyState {
+    open: bool,
+    conns: Vec<std::os::unix::net::UnixStream>,
+}
+
+impl CutProxy {
+    pub fn start() -> CutProxy {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let target = docker_host().trim_start_matches("unix://").to_string();
+        let path = test_dir().join(format!("proxy-{}.sock", std::process::id()));
+        let _ = fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).expect("bind proxy socket");
+        let state = std::sync::Arc::new(Mutex::new(ProxyState {
+            open: true,
+            conns: Vec::new(),
+        }));
+        let st = state.clone();
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let mut guard = st.lock().unwrap_or_else(|p| p.into_inner());
+                if !guard.open {
+                    continue; // dropped: the daemon sees the connection close at once
+                }
+                let Ok(upstream) = UnixStream::connect(&target) else {
+                    continue;
+                };
+                for s in [&client, &upstream] {
+                    if let Ok(c) = s.try_clone() {
+                        guard.conns.push(c);
+                    }
+                }
+                drop(guard);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream, client),
+                ] {
+                    thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        CutProxy { path, state }
+    }
+
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    pub fn cut(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.open = false;
+        for c in st.conns.drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).open = true;
+    }
 }
