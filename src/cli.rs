@@ -102,12 +102,13 @@ Options (single or double dash; -flag=value or -flag value; -bool or -bool=false
   -resync <seconds>        re-register all running containers every N seconds (default 0: off)
   -deregister <mode>       always | on-success: keep services of containers that exited with
                            code 1..127 (default always)
-  -ttl <seconds>           TTL of services in backends with expiry (default 0: none)
+  -ttl <seconds>           TTL of services in backends with expiry (default 0: none; no
+                           backend of this version expires services, so it is only checked)
   -ttl-refresh <seconds>   refresh the TTL every N seconds; must be below -ttl (default 0)
   -retry-attempts <n>      extra pings of the registry at start; -1 retries forever (default 0)
   -retry-interval <ms>     pause between those pings (default 2000)
   -cleanup                 remove services this host registered whose container is gone
-                           (default false)
+                           (default false; accepted, not yet acted on by this version)
   -h, -help                print this help
   -V, -version             print the version
 

@@ -71,6 +71,7 @@ impl Uri {
     }
 
     /// `host:port` from the authority, `default` when empty; checks the port.
+    #[cfg_attr(not(feature = "consul"), allow(dead_code))] // for the network backends
     pub fn host_port(&self, default: &str) -> Result<String, String> {
         let a = if self.authority.is_empty() {
             default
@@ -83,6 +84,7 @@ impl Uri {
 }
 
 /// Accepts `host`, `host:port`, `[v6]:port`; rejects a bad or zero port.
+#[cfg_attr(not(feature = "consul"), allow(dead_code))] // for the network backends
 pub fn check_host_port(a: &str) -> Result<(), String> {
     let port = if let Some(rest) = a.strip_prefix('[') {
         let (_, after) = rest
