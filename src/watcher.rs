@@ -15,6 +15,7 @@ use crate::docker::{Client, Endpoint, EventStream};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const REPLAY_MARGIN_NS: i64 = 1_000_000_000;
 
 pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
     let mut client = Client::new(endpoint.clone());
@@ -24,11 +25,15 @@ pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
     let mut down_logged = false;
     loop {
         let since = match client.ping() {
-            Ok(date) => last_nano.map(since_param).unwrap_or_else(|| {
-                // First subscription: from the engine's "now" (its Date header, else ours), so
-                // events between subscribing and listing are replayed, not lost.
-                date.unwrap_or_else(local_now).to_string()
-            }),
+            // Replay from a little before the newest event seen: events published out of order
+            // around it are not lost (the sync after reconnecting catches anything older).
+            Ok(date) => last_nano
+                .map(|t| since_param(t - REPLAY_MARGIN_NS))
+                .unwrap_or_else(|| {
+                    // First subscription: from the engine's "now" (its Date header, else ours), so
+                    // events between subscribing and listing are replayed, not lost.
+                    date.unwrap_or_else(local_now).to_string()
+                }),
             Err(e) => {
                 if !down_logged {
                     log::warn!(
@@ -68,14 +73,9 @@ pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
             match stream.next() {
                 Ok(Some(ev)) => {
                     backoff = BACKOFF_MIN;
-                    if ev.time_nano != 0 {
-                        // Replayed events already passed on are dropped; equal stamps are
-                        // passed again (handling is idempotent).
-                        if last_nano.is_some_and(|l| ev.time_nano < l) {
-                            continue;
-                        }
-                        last_nano = Some(ev.time_nano);
-                    }
+                    // Not a filter: the engine publishes concurrent events slightly out of
+                    // `timeNano` order, and every event is safe to apply twice.
+                    last_nano = last_nano.max(Some(ev.time_nano));
                     if tx.send(Msg::Event(ev)).is_err() {
                         return;
                     }
