@@ -654,6 +654,85 @@ fn missed_events_are_replayed_after_a_lost_connection() {
 }
 
 #[test]
+fn docker_host_over_tcp() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start_on(&tcp_relay(), &[&consul()]);
+    run(&["--name", "viatcp", "-p", "127.0.0.1::80", "bb"]);
+    wait_service(&d, &format!("{h}:viatcp:80"));
+    docker(&["rm", "-f", "viatcp"]);
+    wait_gone(&d, &format!("{h}:viatcp:80"));
+}
+
+#[test]
+fn acl_token_is_sent_and_never_logged() {
+    let _g = lock();
+    let h = hostname();
+    let token =
+        std::env::var("RGTR_CONSUL_TOKEN").expect("RGTR_CONSUL_TOKEN from tests/services.sh");
+    let mut good = Daemon::spawn(&[("CONSUL_HTTP_TOKEN", &token)], &[&consul()]);
+    good.wait_subscribed();
+    run(&["--name", "tok", "-p", "127.0.0.1::80", "bb"]);
+    wait_service(&good, &format!("{h}:tok:80"));
+    good.stop_with("TERM");
+    consul_put(&format!(
+        "/v1/agent/service/deregister/{}",
+        encode(&format!("{h}:tok:80"))
+    ));
+
+    // A token the agent does not know is refused: so the daemon does send it.
+    let bogus = "bogus-secret-token-0f3a";
+    let bad = Daemon::spawn(
+        &[("CONSUL_HTTP_TOKEN", bogus)],
+        &["-resync", "1", &consul()],
+    );
+    bad.wait_subscribed();
+    let line = format!("register failed: consul: register {h}:tok:80: HTTP 403: ACL not found");
+    wait_for("the refusal", Some(&bad), || {
+        bad.log().contains(&line).then_some(())
+    });
+    for (d, secret) in [(&good, token.as_str()), (&bad, bogus)] {
+        assert!(
+            !d.log().contains(secret),
+            "the token is never logged:\n{}",
+            d.log()
+        );
+    }
+}
+
+#[test]
+fn registry_retries_at_start() {
+    let _g = lock();
+    let h = hostname();
+    services_sh("stop-consul");
+    let mut gives_up = Daemon::spawn(
+        &[],
+        &["-retry-attempts", "2", "-retry-interval", "100", &consul()],
+    );
+    let status = gives_up.wait_exit();
+    let log = gives_up.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert_eq!(
+        log.matches("retry ").count(),
+        2,
+        "two retries after the first ping: {log}"
+    );
+    assert!(log.contains("consul: ping"), "{log}");
+
+    let waits = Daemon::spawn(
+        &[],
+        &["-retry-attempts", "-1", "-retry-interval", "200", &consul()],
+    );
+    wait_for("a few retries", Some(&waits), || {
+        (waits.log().matches("retry ").count() >= 3).then_some(())
+    });
+    services_sh("start-consul");
+    waits.wait_subscribed();
+    run(&["--name", "late", "-p", "127.0.0.1::80", "bb"]);
+    wait_service(&waits, &format!("{h}:late:80"));
+}
+
+#[test]
 fn file_backend_after_churn() {
     let _g = lock();
     let h = hostname();

@@ -40,6 +40,8 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 BRIDGE=${RGTR_BRIDGE:-rgtr0}
 BRIDGE_CIDR=${RGTR_BRIDGE_CIDR:-10.213.77.1/24}
 CONSUL_PORT=${CONSUL_PORT:-18500}
+# A test-only secret of the throwaway dev agent (tests check it is never logged).
+CONSUL_MASTER_TOKEN=rgtr-test-master-token-5c1d
 BUSYBOX=${RGTR_BUSYBOX:-/bin/busybox}
 # All containers of the private engine go below this cgroup, so that they
 # can never be mixed up with a system docker's /docker/<id> cgroups.
@@ -606,6 +608,8 @@ write_consul_cmd() {
         port_in_use "$p" &&
             die "port $p is already in use (Consul uses CONSUL_PORT=$CONSUL_PORT .. +3); set CONSUL_PORT"
     done
+    # ACLs are on with an allow-all default, so requests without a token work and a token the
+    # agent does not know is refused (403): that shows a client really sends its token.
     # -dev keeps all state in memory. DNS and gRPC are disabled, the other
     # ports moved next to the HTTP port so a system consul on the default
     # ports is never disturbed. Update checks / anonymous signatures would
@@ -627,6 +631,7 @@ write_consul_cmd() {
         -hcl "ports { serf_lan = $((CONSUL_PORT + 1)) serf_wan = $((CONSUL_PORT + 2)) server = $((CONSUL_PORT + 3)) grpc = -1 }" \
         -hcl 'disable_update_check = true' \
         -hcl 'disable_anonymous_signature = true' \
+        -hcl "acl { enabled = true default_policy = \"allow\" tokens { master = \"$CONSUL_MASTER_TOKEN\" } }" \
         -pid-file "$CONSUL_PIDFILE"
     printf '%s\n' "$CONSUL_PORT" >"$DIR/consul.port"
 }
@@ -754,6 +759,7 @@ cmd_start() {
         printf 'export CONSUL_HTTP_ADDR=%q\n' "127.0.0.1:$CONSUL_PORT"
         printf 'export RGTR_TEST_DIR=%q\n' "$DIR"
         printf 'export CONSUL_BIN=%q\n' "$CONSUL"
+        printf 'export RGTR_CONSUL_TOKEN=%q\n' "$CONSUL_MASTER_TOKEN"
     } >"$DIR/env"
     trap - EXIT
     log "all services up in $((SECONDS - t0))s; source $DIR/env"

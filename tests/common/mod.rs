@@ -214,13 +214,20 @@ impl Daemon {
 
     /// Starts the daemon talking to the engine at `engine` (a DOCKER_HOST value).
     pub fn start_on(engine: &str, args: &[&str]) -> Daemon {
+        let d = Daemon::spawn(&[("DOCKER_HOST", engine)], args);
+        d.wait_subscribed();
+        d
+    }
+
+    /// Starts the daemon with extra environment and does not wait for anything.
+    pub fn spawn(env: &[(&str, &str)], args: &[&str]) -> Daemon {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let log_path = test_dir().join(format!("daemon-{}-{n}.log", std::process::id()));
         let log = fs::File::create(&log_path).expect("daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_registrator"))
-            .args(args)
-            .env("DOCKER_HOST", engine)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_registrator"));
+        cmd.args(args)
+            .env("DOCKER_HOST", docker_host())
             .env(
                 "RUST_LOG",
                 std::env::var("RGTR_LOG").unwrap_or_else(|_| "registrator=debug".into()),
@@ -228,17 +235,30 @@ impl Daemon {
             .env_remove("CONSUL_HTTP_TOKEN")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .spawn()
-            .expect("start the daemon");
-        let d = Daemon {
-            child: Some(child),
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon {
+            child: Some(cmd.spawn().expect("start the daemon")),
             log_path,
-        };
-        wait_for("the daemon to subscribe to events", Some(&d), || {
-            d.log().contains("listening for events").then_some(())
+        }
+    }
+
+    pub fn wait_subscribed(&self) {
+        wait_for("the daemon to subscribe to events", Some(self), || {
+            self.log().contains("listening for events").then_some(())
         });
-        d
+    }
+
+    /// Waits (bounded) for the daemon to exit by itself.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let status = wait_for("the daemon to exit", None, || {
+            child.try_wait().ok().flatten()
+        });
+        self.child = None;
+        status
     }
 
     pub fn log(&self) -> String {
@@ -367,4 +387,33 @@ impl CutProxy {
     pub fn restore(&self) {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).open = true;
     }
+}
+
+/// A TCP listener on 127.0.0.1 relaying to the engine's Unix socket, so the daemon can be
+/// pointed at `tcp://127.0.0.1:<port>` and reach the real engine.
+pub fn tcp_relay() -> String {
+    use std::net::TcpListener;
+    use std::os::unix::net::UnixStream;
+    let target = docker_host().trim_start_matches("unix://").to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
+    let addr = listener.local_addr().expect("relay address");
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(upstream) = UnixStream::connect(&target) else {
+                continue;
+            };
+            let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+            let (mut c1, mut u1) = (client, upstream);
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut c1, &mut u1);
+                let _ = u1.shutdown(std::net::Shutdown::Write);
+            });
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut u2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    format!("tcp://{addr}")
 }
