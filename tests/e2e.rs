@@ -37,7 +37,9 @@ fn worked_examples_of_the_spec() {
     let redis = run(&["--name", "redis.0", "-p", "127.0.0.1::6379", "redis"]);
     let s = wait_service(&d, &format!("{h}:redis.0:6379"));
     let line = format!("added: {} {h}:redis.0:6379", &redis[..12]);
-    assert!(d.log().contains(&line), "greppable {line:?}");
+    wait_for(&format!("log line {line:?}"), Some(&d), || {
+        d.log().contains(&line).then_some(())
+    });
     assert_eq!(s["Service"], "redis");
     assert_eq!(s["Port"], host_port("redis.0", "6379/tcp"));
     assert_eq!(s["Address"], "127.0.0.1");
@@ -467,10 +469,10 @@ fn die_restart_and_shutdown() {
     wait_service(&d, &id);
     docker(&["kill", "cycle"]);
     wait_gone(&d, &id);
-    assert!(
-        d.log().contains(&format!("removed: {} {id}", &cid[..12])),
-        "greppable removed: line"
-    );
+    let line = format!("removed: {} {id}", &cid[..12]);
+    wait_for(&format!("log line {line:?}"), Some(&d), || {
+        d.log().contains(&line).then_some(())
+    });
     docker(&["start", "cycle"]);
     let s = wait_service(&d, &id);
     assert_eq!(s["Port"], host_port("cycle", "80/tcp"));
