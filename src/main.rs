@@ -5,21 +5,24 @@
 //! # Threads, one per concern
 //!
 //! ```text
-//!   watcher thread ──Msg::Event / Msg::Sync──┐
-//!   (docker::EventStream)                    ├──> mpsc ──> worker thread (bridge::Bridge)
-//!   main thread: signals ──Msg::Shutdown─────┘             owns docker::Client, the backend,
-//!                                                          and what is registered
+//!   events thread ──Msg::Event / Msg::Sync──┐
+//!   (docker::EventStream)                   ├──> mpsc ──> worker thread (bridge::Bridge)
+//!   main thread ──Msg::Shutdown─────────────┘             owns docker::Client, the backend,
+//!        ^                                                and what is registered
+//!        └── mpsc <── signals thread (SIGTERM, SIGINT)
 //! ```
 //!
-//! - **watcher** ([`watcher`]): holds the `/events` subscription, reconnects with backoff
+//! - **events** ([`watcher`]): holds the `/events` subscription, reconnects with backoff
 //!   when the engine goes away, replays missed events with `since=`, and asks for a full sync
 //!   after every (re)connect. Blocks in `read`; no timers.
 //! - **worker** ([`bridge`]): applies messages strictly in arrival order, so one container's
 //!   events are handled in the engine's order. Inspects containers over its own kept-alive
 //!   connection, turns them into services with the pure [`service::services`], and calls the
 //!   [`backend::Backend`]. `-resync` is a deadline in its `recv_timeout`.
-//! - **main**: parses the command line ([`cli`]), pings the registry, starts the two threads,
-//!   then waits for SIGTERM/SIGINT and exits 0 within a second.
+//! - **signals**: turns SIGTERM/SIGINT into a message to main.
+//! - **main**: parses the command line ([`cli`]), pings the registry (with `-retry-*`, its
+//!   pauses cut short by a signal), starts the worker and events threads, then waits for a
+//!   signal, tells the worker to stop and exits 0 within a second.
 //!
 //! # Where things live
 //!
@@ -110,10 +113,26 @@ fn run(config: cli::Config) -> Result<(), String> {
         tags: config.tags.clone(),
     };
 
-    ping_backend(backend.as_mut(), &config)?;
+    // Signals first, so SIGTERM during the registry retries below is a clean exit too.
+    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signal setup: {e}"))?;
+    let (stop_tx, stop_rx) = mpsc::channel::<i32>();
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if stop_tx.send(sig).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| format!("start signal thread: {e}"))?;
+
+    if let Some(sig) = ping_backend(backend.as_mut(), &config, &stop_rx)? {
+        log::info!("{}: shutting down", signal_name(sig));
+        return Ok(());
+    }
 
     let (tx, rx) = mpsc::channel();
-    let signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signal setup: {e}"))?;
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let bridge = Bridge::new(
         docker::Client::new(endpoint.clone()),
@@ -135,10 +154,8 @@ fn run(config: cli::Config) -> Result<(), String> {
         .spawn(move || watcher::run(endpoint, events_tx))
         .map_err(|e| format!("start event thread: {e}"))?;
 
-    let mut signals = signals;
-    if let Some(sig) = signals.forever().next() {
-        let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
-        log::info!("{name}: shutting down");
+    if let Ok(sig) = stop_rx.recv() {
+        log::info!("{}: shutting down", signal_name(sig));
     }
     let _ = tx.send(Msg::Shutdown);
     if done_rx.recv_timeout(SHUTDOWN_GRACE).is_err() {
@@ -147,19 +164,36 @@ fn run(config: cli::Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Pings the registry: once, then `-retry-attempts` more times (forever with -1).
-fn ping_backend(backend: &mut dyn backend::Backend, config: &cli::Config) -> Result<(), String> {
+fn signal_name(sig: i32) -> &'static str {
+    if sig == SIGTERM {
+        "SIGTERM"
+    } else {
+        "SIGINT"
+    }
+}
+
+/// Pings the registry: once, then `-retry-attempts` more times (forever with -1), pausing
+/// `-retry-interval` between tries. Returns the signal that stopped it, if one did.
+fn ping_backend(
+    backend: &mut dyn backend::Backend,
+    config: &cli::Config,
+    stop: &mpsc::Receiver<i32>,
+) -> Result<Option<i32>, String> {
     let mut attempt: u64 = 0;
     loop {
         match backend.ping() {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(None),
             Err(e) => {
                 if config.retry_attempts.is_some_and(|n| attempt >= n) {
                     return Err(e.to_string());
                 }
                 attempt += 1;
                 log::warn!("{e}; retry {attempt} in {:?}", config.retry_interval);
-                thread::sleep(config.retry_interval);
+                match stop.recv_timeout(config.retry_interval) {
+                    Ok(sig) => return Ok(Some(sig)),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return Err(e.to_string()),
+                }
             }
         }
     }
