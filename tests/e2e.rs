@@ -735,6 +735,21 @@ fn registry_retries_at_start() {
 }
 
 #[test]
+fn deregistering_what_the_agent_lost_is_not_an_error() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&[&consul()]);
+    let cid = run(&["--name", "lost", "-p", "127.0.0.1::80", "bb"]);
+    wait_service(&d, &format!("{h}:lost:80"));
+    services_sh("stop-consul");
+    services_sh("start-consul"); // a dev agent starts empty
+    docker(&["kill", "lost"]);
+    let line = format!("removed: {} {h}:lost:80", &cid[..12]);
+    wait_for(&line, Some(&d), || d.log().contains(&line).then_some(()));
+    assert!(!d.log().contains("deregister failed"), "{}", d.log());
+}
+
+#[test]
 fn file_backend_after_churn() {
     let _g = lock();
     let h = hostname();

@@ -135,8 +135,9 @@ impl Backend for Consul {
         let path = format!("/v1/agent/service/deregister/{}", percent_encode(&s.id));
         match self.call("PUT", &path, None) {
             Ok(_) => Ok(()),
-            // Already gone (the agent restarted, someone removed it): nothing to do.
-            Err(e) if e.starts_with("HTTP 404") => Ok(()),
+            // Already gone (the agent restarted, someone removed it): nothing to do. Agents
+            // before 1.9 say so with a 500, later ones with a 404.
+            Err(e) if e.starts_with("HTTP 404") || e.contains("Unknown service") => Ok(()),
             Err(e) => Err(Error(format!("consul: deregister {}: {e}", s.id))),
         }
     }
