@@ -39,12 +39,39 @@ fn required(var: &str) -> String {
     }
 }
 
+/// The private engine's socket. The tests remove every container they find, so anything but
+/// the engine tests/services.sh started under RGTR_TEST_DIR is refused.
 pub fn docker_host() -> String {
-    required("DOCKER_HOST")
+    let host = required("DOCKER_HOST");
+    let private = format!("unix://{}/", test_dir().display());
+    assert!(
+        host.starts_with(&private),
+        "DOCKER_HOST={host} is not the private test engine under RGTR_TEST_DIR; the end-to-end \
+         tests remove every container, so they only run against tests/services.sh's engine \
+         (use tests/run.sh)"
+    );
+    host
 }
 
+/// The test agent's address. The tests deregister every service they find, so an agent that
+/// is not tests/services.sh's (node `rgtr-test`) is refused.
 pub fn consul_addr() -> String {
-    required("CONSUL_HTTP_ADDR")
+    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let addr = required("CONSUL_HTTP_ADDR");
+    CHECKED.get_or_init(|| {
+        let url = format!("http://{addr}/v1/agent/self");
+        let text = ureq::get(&url)
+            .call()
+            .and_then(|mut r| r.body_mut().read_to_string())
+            .unwrap_or_else(|e| panic!("GET {url}: {e} (is tests/services.sh's Consul up?)"));
+        let v: Value = serde_json::from_str(&text).expect("agent/self JSON");
+        assert_eq!(
+            v["Config"]["NodeName"], "rgtr-test",
+            "CONSUL_HTTP_ADDR={addr} is not the test agent of tests/services.sh; the end-to-end \
+             tests deregister every service, so they only run against it (use tests/run.sh)"
+        );
+    });
+    addr
 }
 
 pub fn test_dir() -> PathBuf {
