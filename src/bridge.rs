@@ -12,8 +12,25 @@ use crate::backend::Backend;
 use crate::cli::Deregister;
 use crate::docker::container::{id12, Container};
 use crate::docker::events::{Action, Event};
-use crate::docker::Client;
+use crate::docker::{self, Client};
 use crate::service::{self, Service, Settings};
+
+/// What the worker asks of the engine; [`Client`] in the daemon, a table in the tests.
+pub trait Engine: Send {
+    /// IDs of the running containers.
+    fn running(&mut self) -> Result<Vec<String>, docker::Error>;
+    /// A container by ID or name; `None` when the engine does not know it.
+    fn inspect(&mut self, id: &str) -> Result<Option<Container>, docker::Error>;
+}
+
+impl Engine for Client {
+    fn running(&mut self) -> Result<Vec<String>, docker::Error> {
+        Client::running(self)
+    }
+    fn inspect(&mut self, id: &str) -> Result<Option<Container>, docker::Error> {
+        Client::inspect(self, id)
+    }
+}
 
 pub enum Msg {
     /// A container event, in stream order.
@@ -24,7 +41,7 @@ pub enum Msg {
 }
 
 pub struct Bridge {
-    docker: Client,
+    docker: Box<dyn Engine>,
     backend: Box<dyn Backend>,
     settings: Settings,
     deregister: Deregister,
@@ -35,7 +52,7 @@ pub struct Bridge {
 
 impl Bridge {
     pub fn new(
-        docker: Client,
+        docker: Box<dyn Engine>,
         backend: Box<dyn Backend>,
         settings: Settings,
         deregister: Deregister,
@@ -56,15 +73,14 @@ impl Bridge {
         let mut next_resync: Option<Instant> = None;
         loop {
             let msg = match next_resync {
+                // Due (even while messages keep coming): resync before taking the next one.
+                Some(at) if Instant::now() >= at => {
+                    self.resync(&mut next_resync);
+                    continue;
+                }
                 Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
                     Ok(m) => m,
-                    Err(RecvTimeoutError::Timeout) => {
-                        log::debug!("resync");
-                        self.sync();
-                        self.flush();
-                        next_resync = self.resync.map(|d| Instant::now() + d);
-                        continue;
-                    }
+                    Err(RecvTimeoutError::Timeout) => continue,
                     Err(RecvTimeoutError::Disconnected) => return,
                 },
                 None => match rx.recv() {
@@ -72,18 +88,31 @@ impl Bridge {
                     Err(_) => return,
                 },
             };
-            match msg {
-                Msg::Event(ev) => self.event(ev),
-                Msg::Sync => {
-                    self.sync();
-                    if next_resync.is_none() {
-                        next_resync = self.resync.map(|d| Instant::now() + d);
-                    }
-                }
-                Msg::Shutdown => return,
+            if !self.handle(msg) {
+                return;
             }
-            self.flush();
+            if next_resync.is_none() {
+                next_resync = self.resync.and_then(|d| Instant::now().checked_add(d));
+            }
         }
+    }
+
+    /// Applies one message and flushes the backend; false on `Shutdown`.
+    pub fn handle(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Event(ev) => self.event(ev),
+            Msg::Sync => self.sync(false),
+            Msg::Shutdown => return false,
+        }
+        self.flush();
+        true
+    }
+
+    fn resync(&mut self, next: &mut Option<Instant>) {
+        log::debug!("resync");
+        self.sync(true);
+        self.flush();
+        *next = self.resync.and_then(|d| Instant::now().checked_add(d));
     }
 
     fn flush(&mut self) {
@@ -95,15 +124,16 @@ impl Bridge {
     fn event(&mut self, ev: Event) {
         log::debug!("event: {:?} {}", ev.action, id12(&ev.id));
         match ev.action {
-            Action::Start => self.add(&ev.id),
-            Action::Die => self.died(&ev.id, ev.exit_code),
+            Action::Start => self.add(&ev.id, false),
+            Action::Die => self.died(&ev.id, ev.exit_code, false),
             Action::Destroy => self.remove(&ev.id),
             Action::Other(_) => {}
         }
     }
 
     /// Inspects a container and registers its services (again), dropping any it no longer has.
-    fn add(&mut self, id: &str) {
+    /// `quiet` (timer resyncs) keeps lines that would repeat every time at debug level.
+    fn add(&mut self, id: &str, quiet: bool) {
         let c = match self.docker.inspect(id) {
             Ok(Some(c)) => c,
             Ok(None) => {
@@ -121,26 +151,27 @@ impl Bridge {
             log::debug!("{}: not running", id12(id));
             return;
         }
-        self.register(&c);
+        self.register(&c, quiet);
     }
 
-    fn register(&mut self, c: &Container) {
+    fn register(&mut self, c: &Container, quiet: bool) {
         let peer_ip = self.peer_ip(c);
         let (services, ignored) = service::services(c, &self.settings, peer_ip.as_deref());
         for reason in ignored {
-            log::info!("ignored: {reason}");
-        }
-        let id = id12(&c.id);
-        let old = self.registered.remove(&c.id).unwrap_or_default();
-        for s in old
-            .iter()
-            .filter(|o| !services.iter().any(|n| n.id == o.id))
-        {
-            match self.backend.deregister(s) {
-                Ok(()) => log::info!("removed: {id} {}", s.id),
-                Err(e) => log::error!("deregister failed: {e}"),
+            if quiet {
+                log::debug!("ignored: {reason}");
+            } else {
+                log::info!("ignored: {reason}");
             }
         }
+        let old = self.registered.remove(&c.id).unwrap_or_default();
+        let dropped: Vec<Service> = old
+            .iter()
+            .filter(|o| !services.iter().any(|n| n.id == o.id))
+            .cloned()
+            .collect();
+        self.deregister(&c.id, &dropped);
+        let id = id12(&c.id);
         for s in &services {
             let known = old.contains(s);
             match self.backend.register(s) {
@@ -172,10 +203,13 @@ impl Bridge {
 
     /// A container stopped with `exit_code`: deregister, unless `-deregister on-success` and it
     /// failed (1..=127), which keeps its services until it is gone.
-    fn died(&mut self, id: &str, exit_code: Option<i64>) {
+    fn died(&mut self, id: &str, exit_code: Option<i64>, quiet: bool) {
+        if !self.registered.contains_key(id) {
+            return;
+        }
         if self.deregister == Deregister::OnSuccess {
             if let Some(code @ 1..=127) = exit_code {
-                if self.registered.contains_key(id) {
+                if !quiet {
                     log::info!(
                         "kept: {} exited with code {code} (-deregister on-success)",
                         id12(id)
@@ -183,9 +217,6 @@ impl Bridge {
                 }
                 return;
             }
-        }
-        if !self.registered.contains_key(id) {
-            return;
         }
         // A replayed `die` of a container that has been started again since: its `start`
         // follows in the stream, so removing now would only make the service flap.
@@ -199,13 +230,29 @@ impl Bridge {
     }
 
     fn remove(&mut self, id: &str) {
-        let Some(services) = self.registered.remove(id) else {
-            return;
-        };
-        let id = id12(id);
-        for s in &services {
+        if let Some(services) = self.registered.remove(id) {
+            self.deregister(id, &services);
+        }
+    }
+
+    /// Deregisters services container `id` no longer has, except IDs another known container
+    /// holds now (a recreated container with the same name, a shared `SERVICE_ID`).
+    fn deregister(&mut self, id: &str, services: &[Service]) {
+        for s in services {
+            let taken = self
+                .registered
+                .iter()
+                .any(|(other, list)| other != id && list.iter().any(|o| o.id == s.id));
+            if taken {
+                log::debug!(
+                    "{}: {} now belongs to another container; left in place",
+                    id12(id),
+                    s.id
+                );
+                continue;
+            }
             match self.backend.deregister(s) {
-                Ok(()) => log::info!("removed: {id} {}", s.id),
+                Ok(()) => log::info!("removed: {} {}", id12(id), s.id),
                 Err(e) => log::error!("deregister failed: {e}"),
             }
         }
@@ -213,7 +260,7 @@ impl Bridge {
 
     /// Registers every running container again and settles the ones known here that are not
     /// running any more (as their `die` would have).
-    fn sync(&mut self) {
+    fn sync(&mut self, quiet: bool) {
         let running = match self.docker.running() {
             Ok(r) => r,
             Err(e) => {
@@ -223,7 +270,7 @@ impl Bridge {
         };
         log::debug!("sync: {} running containers", running.len());
         for id in &running {
-            self.add(id);
+            self.add(id, quiet);
         }
         let stale: Vec<String> = self
             .registered
@@ -234,10 +281,286 @@ impl Bridge {
         for id in stale {
             match self.docker.inspect(&id) {
                 Ok(None) => self.remove(&id),
-                Ok(Some(c)) if c.state.running => self.register(&c),
-                Ok(Some(c)) => self.died(&id, Some(c.state.exit_code)),
+                Ok(Some(c)) if c.state.running => self.register(&c, quiet),
+                Ok(Some(c)) => self.died(&id, Some(c.state.exit_code), true),
                 Err(e) => log::error!("docker: inspect {}: {e}", id12(&id)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend;
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    /// Containers by ID, as the engine would report them.
+    #[derive(Default)]
+    struct FakeEngine(Arc<Mutex<BTreeMap<String, Container>>>);
+
+    impl Engine for FakeEngine {
+        fn running(&mut self) -> Result<Vec<String>, docker::Error> {
+            let all = self.0.lock().unwrap();
+            Ok(all
+                .values()
+                .filter(|c| c.state.running)
+                .map(|c| c.id.clone())
+                .collect())
+        }
+        fn inspect(&mut self, id: &str) -> Result<Option<Container>, docker::Error> {
+            let all = self.0.lock().unwrap();
+            let found = all
+                .get(id)
+                .map(|c| serde_json::to_string(&json(c)).unwrap());
+            Ok(found.map(|j| serde_json::from_str(&j).unwrap()))
+        }
+    }
+
+    fn json(c: &Container) -> serde_json::Value {
+        let exposed: serde_json::Map<String, serde_json::Value> = c
+            .network_settings
+            .ports
+            .keys()
+            .map(|k| (k.clone(), serde_json::json!({})))
+            .collect();
+        let ports: serde_json::Map<String, serde_json::Value> = c
+            .network_settings
+            .ports
+            .iter()
+            .map(|(k, b)| {
+                let b: Vec<_> = b
+                    .iter()
+                    .flatten()
+                    .map(|b| serde_json::json!({"HostIp": b.host_ip, "HostPort": b.host_port}))
+                    .collect();
+                (k.clone(), serde_json::json!(b))
+            })
+            .collect();
+        serde_json::json!({
+            "Id": c.id, "Name": c.name,
+            "State": {"Running": c.state.running, "ExitCode": c.state.exit_code},
+            "Config": {"Image": c.config.image, "Env": c.config.env, "ExposedPorts": exposed},
+            "NetworkSettings": {"Ports": ports}
+        })
+    }
+
+    /// Service ID -> container ID of what is registered, and every call made.
+    type Calls = (BTreeMap<String, String>, Vec<String>);
+    #[derive(Default, Clone)]
+    struct Recorder(Arc<Mutex<Calls>>);
+
+    impl backend::Backend for Recorder {
+        fn ping(&mut self) -> Result<(), backend::Error> {
+            Ok(())
+        }
+        fn register(&mut self, s: &Service) -> Result<(), backend::Error> {
+            let mut g = self.0.lock().unwrap();
+            g.0.insert(s.id.clone(), s.container_id.clone());
+            g.1.push(format!("register {}", s.id));
+            Ok(())
+        }
+        fn deregister(&mut self, s: &Service) -> Result<(), backend::Error> {
+            let mut g = self.0.lock().unwrap();
+            g.0.remove(&s.id);
+            g.1.push(format!("deregister {}", s.id));
+            Ok(())
+        }
+        fn list(&mut self) -> Result<Vec<String>, backend::Error> {
+            Ok(self.0.lock().unwrap().0.keys().cloned().collect())
+        }
+    }
+
+    struct World {
+        engine: Arc<Mutex<BTreeMap<String, Container>>>,
+        reg: Recorder,
+        bridge: Bridge,
+    }
+
+    impl World {
+        fn new(mode: Deregister) -> World {
+            let engine = Arc::new(Mutex::new(BTreeMap::new()));
+            let reg = Recorder::default();
+            let settings = Settings {
+                hostname: "h".into(),
+                ip: Some("127.0.0.1".into()),
+                ..Settings::default()
+            };
+            let bridge = Bridge::new(
+                Box::new(FakeEngine(engine.clone())),
+                Box::new(reg.clone()),
+                settings,
+                mode,
+                None,
+            );
+            World {
+                engine,
+                reg,
+                bridge,
+            }
+        }
+
+        /// Starts (or restarts) container `id` named `name` publishing port 80 and tells the
+        /// worker, as the engine's `start` event would.
+        fn start(&mut self, id: &str, name: &str, env: &[&str]) {
+            let j = serde_json::json!({
+                "Id": id, "Name": format!("/{name}"),
+                "State": {"Running": true, "ExitCode": 0},
+                "Config": {"Image": "img", "Env": env, "ExposedPorts": {"80/tcp": {}}},
+                "NetworkSettings": {"Ports": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}}
+            });
+            self.engine
+                .lock()
+                .unwrap()
+                .insert(id.into(), serde_json::from_value(j).unwrap());
+            self.event(Action::Start, id, None);
+        }
+
+        fn exit(&mut self, id: &str, code: i64) {
+            if let Some(c) = self.engine.lock().unwrap().get_mut(id) {
+                c.state.running = false;
+                c.state.exit_code = code;
+            }
+            self.event(Action::Die, id, Some(code));
+        }
+
+        fn destroy(&mut self, id: &str) {
+            self.engine.lock().unwrap().remove(id);
+            self.event(Action::Destroy, id, None);
+        }
+
+        fn event(&mut self, action: Action, id: &str, exit_code: Option<i64>) {
+            let ev = Event {
+                action,
+                id: id.into(),
+                time_nano: 1,
+                exit_code,
+            };
+            assert!(self.bridge.handle(Msg::Event(ev)));
+        }
+
+        fn ids(&self) -> Vec<String> {
+            self.reg.0.lock().unwrap().0.keys().cloned().collect()
+        }
+    }
+
+    #[test]
+    fn on_success_boundaries() {
+        for (code, kept) in [
+            (0, false),
+            (1, true),
+            (127, true),
+            (128, false),
+            (137, false),
+            (255, false),
+        ] {
+            let mut w = World::new(Deregister::OnSuccess);
+            w.start("c1", "web", &[]);
+            w.exit("c1", code);
+            assert_eq!(w.ids().len(), usize::from(kept), "exit {code}");
+            w.destroy("c1");
+            assert!(
+                w.ids().is_empty(),
+                "exit {code}: gone for good means deregistered"
+            );
+        }
+        let mut w = World::new(Deregister::OnSuccess);
+        w.start("c1", "web", &[]);
+        w.engine
+            .lock()
+            .unwrap()
+            .get_mut("c1")
+            .unwrap()
+            .state
+            .running = false;
+        w.event(Action::Die, "c1", None);
+        assert!(w.ids().is_empty(), "a die without an exit code deregisters");
+    }
+
+    #[test]
+    fn always_deregisters_on_any_exit() {
+        let mut w = World::new(Deregister::Always);
+        w.start("c1", "web", &[]);
+        assert_eq!(w.ids(), ["h:web:80"]);
+        w.exit("c1", 1);
+        assert!(w.ids().is_empty());
+    }
+
+    #[test]
+    fn stale_die_of_a_running_container_is_ignored() {
+        let mut w = World::new(Deregister::Always);
+        w.start("c1", "web", &[]);
+        // Replayed after a reconnect: the container runs again by now.
+        w.event(Action::Die, "c1", Some(0));
+        assert_eq!(w.ids(), ["h:web:80"]);
+    }
+
+    #[test]
+    fn a_service_id_taken_over_is_not_removed_by_its_old_owner() {
+        let mut w = World::new(Deregister::OnSuccess);
+        w.start("old", "web", &[]);
+        w.exit("old", 1); // kept
+        w.start("new", "web", &[]); // recreated under the same name: same service ID
+        w.destroy("old");
+        assert_eq!(w.ids(), ["h:web:80"], "the new container's service stays");
+        assert_eq!(w.reg.0.lock().unwrap().0["h:web:80"], "new");
+        w.exit("new", 0);
+        assert!(w.ids().is_empty());
+
+        let mut w = World::new(Deregister::Always);
+        w.start("blue", "blue", &["SERVICE_ID=shared"]);
+        w.start("green", "green", &["SERVICE_ID=shared"]);
+        w.exit("blue", 0);
+        assert_eq!(w.ids(), ["shared"], "green still holds it");
+    }
+
+    #[test]
+    fn sync_settles_what_changed_while_away() {
+        let mut w = World::new(Deregister::OnSuccess);
+        w.start("gone", "gone", &[]);
+        w.start("exited0", "exited0", &[]);
+        w.start("failed", "failed", &[]);
+        w.start("stays", "stays", &[]);
+        // Meanwhile, unseen by the worker:
+        w.engine.lock().unwrap().remove("gone");
+        for (id, code) in [("exited0", 0), ("failed", 2)] {
+            let mut e = w.engine.lock().unwrap();
+            let c = e.get_mut(id).unwrap();
+            c.state.running = false;
+            c.state.exit_code = code;
+        }
+        let j = serde_json::json!({
+            "Id": "new", "Name": "/new", "State": {"Running": true},
+            "Config": {"Image": "img", "ExposedPorts": {"80/tcp": {}}},
+            "NetworkSettings": {"Ports": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9"}]}}
+        });
+        w.engine
+            .lock()
+            .unwrap()
+            .insert("new".into(), serde_json::from_value(j).unwrap());
+        assert!(w.bridge.handle(Msg::Sync));
+        assert_eq!(w.ids(), ["h:failed:80", "h:new:80", "h:stays:80"]);
+        // A second sync changes nothing.
+        let calls = w.reg.0.lock().unwrap().1.len();
+        assert!(w.bridge.handle(Msg::Sync));
+        let g = w.reg.0.lock().unwrap();
+        assert!(
+            g.1[calls..].iter().all(|c| c.starts_with("register")),
+            "{:?}",
+            &g.1[calls..]
+        );
+    }
+
+    #[test]
+    fn replayed_start_of_a_stopped_container_registers_nothing() {
+        let mut w = World::new(Deregister::Always);
+        w.start("c1", "web", &[]);
+        w.exit("c1", 0);
+        w.event(Action::Start, "c1", None);
+        assert!(w.ids().is_empty());
+        w.event(Action::Start, "unknown", None);
+        assert!(w.ids().is_empty());
+        assert!(!w.bridge.handle(Msg::Shutdown));
     }
 }

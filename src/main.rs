@@ -73,7 +73,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    init_logging();
     match run(*config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -84,6 +84,21 @@ fn main() -> ExitCode {
 }
 
 fn run(config: cli::Config) -> Result<(), String> {
+    // Signals first: SIGTERM during start-up (hostname lookup, registry retries) is a clean
+    // exit too.
+    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signal setup: {e}"))?;
+    let (stop_tx, stop_rx) = mpsc::channel::<i32>();
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if stop_tx.send(sig).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| format!("start signal thread: {e}"))?;
+
     let mut backend = backend::open(&config.uri)?;
     let endpoint = docker::Endpoint::from_env()?;
     if config.cleanup {
@@ -113,20 +128,6 @@ fn run(config: cli::Config) -> Result<(), String> {
         tags: config.tags.clone(),
     };
 
-    // Signals first, so SIGTERM during the registry retries below is a clean exit too.
-    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signal setup: {e}"))?;
-    let (stop_tx, stop_rx) = mpsc::channel::<i32>();
-    thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                if stop_tx.send(sig).is_err() {
-                    return;
-                }
-            }
-        })
-        .map_err(|e| format!("start signal thread: {e}"))?;
-
     if let Some(sig) = ping_backend(backend.as_mut(), &config, &stop_rx)? {
         log::info!("{}: shutting down", signal_name(sig));
         return Ok(());
@@ -135,7 +136,7 @@ fn run(config: cli::Config) -> Result<(), String> {
     let (tx, rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let bridge = Bridge::new(
-        docker::Client::new(endpoint.clone()),
+        Box::new(docker::Client::new(endpoint.clone())),
         backend,
         settings,
         config.deregister,
@@ -162,6 +163,31 @@ fn run(config: cli::Config) -> Result<(), String> {
         log::warn!("worker still busy after {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     Ok(())
+}
+
+/// env_logger with `RUST_LOG` (default info), except that the HTTP client crates never log
+/// below info: their debug and trace lines print request headers, the Consul token among them.
+fn init_logging() {
+    struct Guarded(env_logger::Logger);
+    impl log::Log for Guarded {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            self.0.enabled(m) && !(m.target().starts_with("ureq") && m.level() > log::Level::Info)
+        }
+        fn log(&self, r: &log::Record) {
+            if self.enabled(r.metadata()) {
+                self.0.log(r);
+            }
+        }
+        fn flush(&self) {
+            self.0.flush();
+        }
+    }
+    let logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let max = logger.filter();
+    if log::set_boxed_logger(Box::new(Guarded(logger))).is_ok() {
+        log::set_max_level(max);
+    }
 }
 
 fn signal_name(sig: i32) -> &'static str {

@@ -112,7 +112,7 @@ pub fn services(
             ignored.push(format!("{id} port {port_text} has SERVICE_IGNORE"));
             continue;
         }
-        if settings.explicit && meta.get("name").is_none() {
+        if settings.explicit && meta.get("name").is_none_or(str::is_empty) {
             ignored.push(format!(
                 "{id} port {port_text}: no SERVICE_NAME and -explicit"
             ));

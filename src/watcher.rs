@@ -28,7 +28,7 @@ pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
             // Replay from a little before the newest event seen: events published out of order
             // around it are not lost (the sync after reconnecting catches anything older).
             Ok(date) => last_nano
-                .map(|t| since_param(t - REPLAY_MARGIN_NS))
+                .map(|t| since_param(t.saturating_sub(REPLAY_MARGIN_NS)))
                 .unwrap_or_else(|| {
                     // First subscription: from the engine's "now" (its Date header, else ours), so
                     // events between subscribing and listing are replayed, not lost.

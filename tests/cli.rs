@@ -44,7 +44,7 @@ fn version_and_help() {
 }
 
 #[test]
-fn usage_errors_exit_2_with_one_line() {
+fn usage_errors_exit_2_with_a_one_line_reason() {
     for args in [
         &[][..],
         &["consul://", "extra"],
@@ -57,8 +57,17 @@ fn usage_errors_exit_2_with_one_line() {
         let o = registrator(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         let err = stderr(&o);
-        assert!(err.starts_with("registrator: "), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines.len(),
+            2,
+            "the reason, then where to find usage: {err}"
+        );
+        assert!(lines[0].starts_with("registrator: "), "{args:?}: {err}");
+        assert!(
+            lines[1].starts_with("Usage: registrator"),
+            "{args:?}: {err}"
+        );
     }
     assert!(stderr(&registrator(&[])).contains("Missing required argument for registry URI."));
 }

@@ -55,6 +55,9 @@ impl Consul {
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(TIMEOUT))
             .http_status_as_error(false)
+            // The agent is local or on the LAN: never route it (and its token) through a proxy
+            // that HTTP_PROXY/ALL_PROXY name for other programs.
+            .proxy(None)
             .user_agent(concat!("registrator/", env!("CARGO_PKG_VERSION")))
             .build();
         Consul {
@@ -97,9 +100,7 @@ impl Consul {
             .read_to_string()
             .unwrap_or_default();
         if !(200..300).contains(&status) {
-            let reason = text.trim();
-            let reason = reason.get(..reason.len().min(512)).unwrap_or(reason);
-            return Err(format!("HTTP {status}: {reason}"));
+            return Err(format!("HTTP {status}: {}", shorten(text.trim(), 512)));
         }
         Ok(text)
     }
@@ -150,6 +151,15 @@ impl Backend for Consul {
             .map_err(|e| Error(format!("consul: list services: invalid JSON: {e}")))?;
         Ok(map.into_keys().collect())
     }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn shorten(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[derive(Serialize, Debug, PartialEq)]
@@ -512,6 +522,13 @@ mod tests {
         assert!(built.reg.meta.contains_key("a-ok_key1"));
         assert!(!built.reg.meta.contains_key("check_http"));
         assert_eq!(built.warnings.len(), 4 + 7, "{:?}", built.warnings);
+    }
+
+    #[test]
+    fn shortened_reasons_keep_whole_characters() {
+        assert_eq!(shorten("abc", 2), "ab");
+        assert_eq!(shorten("aü", 2), "a");
+        assert_eq!(shorten("ü", 512), "ü");
     }
 
     #[test]

@@ -296,17 +296,18 @@ impl ResponseDecoder {
             State::Trailer { len, cr } => match b {
                 b'\n' if len == 0 => State::EndPending,
                 b'\n' => State::Trailer { len: 0, cr: false },
-                b'\r' => State::Trailer { len, cr: true },
+                // A CR only ends a line, right before its LF.
                 _ if cr => return Err(Error::BadHeader),
-                _ => {
-                    if len + 1 > MAX_CHUNK_LINE {
-                        return Err(Error::ChunkLineTooLong);
-                    }
-                    State::Trailer {
-                        len: len + 1,
-                        cr: false,
-                    }
-                }
+                _ if len + 1 > MAX_CHUNK_LINE => return Err(Error::ChunkLineTooLong),
+                b'\r' if len == 0 => State::Trailer { len, cr: true },
+                b'\r' => State::Trailer {
+                    len: len + 1,
+                    cr: true,
+                },
+                _ => State::Trailer {
+                    len: len + 1,
+                    cr: false,
+                },
             },
             other => other,
         };
@@ -446,7 +447,13 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
     let h: i64 = hms.next()?.parse().ok()?;
     let m: i64 = hms.next()?.parse().ok()?;
     let sec: i64 = hms.next()?.parse().ok()?;
-    if it.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+    if it.next()? != "GMT"
+        || !(1970..=9999).contains(&year)
+        || !(1..=31).contains(&day)
+        || h > 23
+        || m > 59
+        || sec > 60
+    {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + sec)
@@ -649,6 +656,17 @@ mod tests {
             Some(Error::ChunkLineTooLong)
         );
 
+        // CR only right before LF in trailers, and a run of CRs counts against the bound.
+        for t in ["0\r\nX: 1\r\r\n\r\n", "0\r\n\r\r\n"] {
+            assert_eq!(
+                decode(format!("{head}{t}").as_bytes(), 1).err(),
+                Some(Error::BadHeader),
+                "{t:?}"
+            );
+        }
+        let crs = format!("{head}0\r\nX{}", "\r".repeat(3));
+        assert_eq!(decode(crs.as_bytes(), 0).err(), Some(Error::BadHeader));
+
         let big_head = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "h".repeat(MAX_HEAD));
         for step in [0, 1000] {
             assert_eq!(
@@ -710,6 +728,12 @@ mod tests {
         );
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
         assert_eq!(parse_http_date("garbage"), None);
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 999999999999 08:49:37 GMT"),
+            None,
+            "no overflow"
+        );
+        assert_eq!(parse_http_date("Sun, 06 Nov -5 08:49:37 GMT"), None);
         assert_eq!(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT"), None);
     }
 }

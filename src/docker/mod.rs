@@ -71,7 +71,20 @@ impl Endpoint {
             if a.is_empty() || a.contains('/') {
                 return Err(format!("DOCKER_HOST {v:?}: expected tcp://host:port"));
             }
-            Ok(Endpoint::Tcp(a.to_string()))
+            // Docker's own default for a TCP host without a port.
+            let has_port = match a.rfind(']') {
+                Some(i) => a[i..].contains(':'),
+                None => a.contains(':'),
+            };
+            let a = if has_port {
+                a.to_string()
+            } else {
+                format!("{a}:2375")
+            };
+            match a.rsplit_once(':').map(|(_, p)| p.parse::<u16>()) {
+                Some(Ok(p)) if p > 0 => Ok(Endpoint::Tcp(a)),
+                _ => Err(format!("DOCKER_HOST {v:?}: bad port")),
+            }
         } else {
             Err(format!(
                 "DOCKER_HOST {v:?}: only unix:///path and tcp://host:port are supported"
@@ -207,7 +220,9 @@ impl Client {
     pub fn get(&mut self, path: &str) -> Result<(Head, Vec<u8>), Error> {
         let reused = self.conn.is_some();
         match self.try_get(path) {
-            Err(Error::Io(e)) if reused => {
+            // The engine may have closed the idle connection: over a Unix socket the write
+            // fails, over TCP the write succeeds and the read sees the close.
+            Err(e @ (Error::Io(_) | Error::Http(http::Error::Truncated))) if reused => {
                 log::debug!("docker: kept-alive connection failed ({e}); reconnecting");
                 self.conn = None;
                 self.try_get(path)
@@ -359,10 +374,18 @@ impl EventStream {
     }
 
     /// Blocks for the next container event. `Ok(None)` when the engine ended the stream cleanly.
+    /// A single event that does not decode is logged and skipped (reconnecting would replay
+    /// it forever); broken HTTP framing or a bound exceeded ends the stream.
     pub fn next(&mut self) -> Result<Option<Event>, Error> {
         loop {
-            if let Some(ev) = self.decoder.next_event()? {
-                return Ok(Some(ev));
+            match self.decoder.next_event() {
+                Ok(Some(ev)) => return Ok(Some(ev)),
+                Ok(None) => {}
+                Err(e @ (events::Error::Json(_) | events::Error::NoId)) => {
+                    log::warn!("docker: skipped an event: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             }
             if self.decoder.ended() {
                 return Ok(None);
@@ -374,5 +397,47 @@ impl EventStream {
             }
             self.decoder.feed(&self.buf[..n])?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        let p = Endpoint::parse;
+        assert_eq!(
+            p("unix:///run/d.sock"),
+            Ok(Endpoint::Unix("/run/d.sock".into()))
+        );
+        assert_eq!(
+            p("tcp://127.0.0.1:2376"),
+            Ok(Endpoint::Tcp("127.0.0.1:2376".into()))
+        );
+        assert_eq!(p("tcp://docker/"), Ok(Endpoint::Tcp("docker:2375".into())));
+        assert_eq!(p("tcp://[::1]"), Ok(Endpoint::Tcp("[::1]:2375".into())));
+        assert_eq!(p("tcp://[::1]:1"), Ok(Endpoint::Tcp("[::1]:1".into())));
+        for bad in [
+            "unix://",
+            "tcp://",
+            "tcp://h:0",
+            "tcp://h:x",
+            "tcp://h:1/p",
+            "ssh://h",
+            "/x",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn percent_encoding() {
+        assert_eq!(percent_encode("a-b_c.d~e"), "a-b_c.d~e");
+        assert_eq!(
+            percent_encode("{\"a\":[1]} /"),
+            "%7B%22a%22%3A%5B1%5D%7D%20%2F"
+        );
+        assert_eq!(percent_encode("ü"), "%C3%BC");
     }
 }
