@@ -125,7 +125,7 @@ impl Bridge {
         log::debug!("event: {:?} {}", ev.action, id12(&ev.id));
         match ev.action {
             Action::Start => self.add(&ev.id, false),
-            Action::Die => self.died(&ev.id, ev.exit_code, false),
+            Action::Die => self.died(&ev.id, ev.exit_code),
             Action::Destroy => self.remove(&ev.id),
             Action::Other(_) => {}
         }
@@ -203,20 +203,16 @@ impl Bridge {
 
     /// A container stopped with `exit_code`: deregister, unless `-deregister on-success` and it
     /// failed (1..=127), which keeps its services until it is gone.
-    fn died(&mut self, id: &str, exit_code: Option<i64>, quiet: bool) {
+    fn died(&mut self, id: &str, exit_code: Option<i64>) {
         if !self.registered.contains_key(id) {
             return;
         }
-        if self.deregister == Deregister::OnSuccess {
-            if let Some(code @ 1..=127) = exit_code {
-                if !quiet {
-                    log::info!(
-                        "kept: {} exited with code {code} (-deregister on-success)",
-                        id12(id)
-                    );
-                }
-                return;
-            }
+        if let Some(code) = exit_code.filter(|&c| self.keeps(c)) {
+            log::info!(
+                "kept: {} exited with code {code} (-deregister on-success)",
+                id12(id)
+            );
+            return;
         }
         // A replayed `die` of a container that has been started again since: its `start`
         // follows in the stream, so removing now would only make the service flap.
@@ -227,6 +223,11 @@ impl Bridge {
             }
         }
         self.remove(id);
+    }
+
+    /// `-deregister on-success` keeps the services of a container that failed (1..=127).
+    fn keeps(&self, exit_code: i64) -> bool {
+        self.deregister == Deregister::OnSuccess && (1..=127).contains(&exit_code)
     }
 
     fn remove(&mut self, id: &str) {
@@ -282,7 +283,9 @@ impl Bridge {
             match self.docker.inspect(&id) {
                 Ok(None) => self.remove(&id),
                 Ok(Some(c)) if c.state.running => self.register(&c, quiet),
-                Ok(Some(c)) => self.died(&id, Some(c.state.exit_code), true),
+                // Not running: settled as its `die` would have been (quietly: it repeats).
+                Ok(Some(c)) if self.keeps(c.state.exit_code) => {}
+                Ok(Some(_)) => self.remove(&id),
                 Err(e) => log::error!("docker: inspect {}: {e}", id12(&id)),
             }
         }
