@@ -6,7 +6,7 @@
 //! back to the old only when the new are absent.
 
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::fmt;
 
 use super::http::{self, Output, ResponseDecoder};
@@ -164,59 +164,76 @@ pub struct Event {
     pub exit_code: Option<i64>,
 }
 
+/// The fields read from an event. Strings are borrowed from the line where JSON has no escapes,
+/// and of the actor's attributes (every label of the container) only `exitCode` is kept.
 #[derive(Deserialize)]
-struct Raw {
-    #[serde(rename = "Type")]
-    typ: Option<String>,
-    #[serde(rename = "Action")]
-    action: Option<String>,
-    #[serde(rename = "Actor")]
-    actor: Option<RawActor>,
-    status: Option<String>,
-    id: Option<String>,
+struct Raw<'a> {
+    #[serde(rename = "Type", borrow)]
+    typ: Option<Text<'a>>,
+    #[serde(rename = "Action", borrow)]
+    action: Option<Text<'a>>,
+    #[serde(rename = "Actor", borrow)]
+    actor: Option<RawActor<'a>>,
+    #[serde(borrow)]
+    status: Option<Text<'a>>,
+    #[serde(borrow)]
+    id: Option<Text<'a>>,
     time: Option<i64>,
     #[serde(rename = "timeNano")]
     time_nano: Option<i64>,
 }
 
 #[derive(Deserialize)]
-struct RawActor {
-    #[serde(rename = "ID")]
-    id: Option<String>,
-    #[serde(rename = "Attributes")]
-    attributes: Option<HashMap<String, String>>,
+struct RawActor<'a> {
+    #[serde(rename = "ID", borrow)]
+    id: Option<Text<'a>>,
+    #[serde(rename = "Attributes", borrow)]
+    attributes: Option<RawAttributes<'a>>,
 }
+
+#[derive(Deserialize)]
+struct RawAttributes<'a> {
+    #[serde(rename = "exitCode", borrow)]
+    exit_code: Option<Text<'a>>,
+}
+
+/// A JSON string borrowed from the input unless it has escapes. (serde borrows a `Cow` only
+/// as a direct field, not inside an `Option`; this newtype makes it direct.)
+#[derive(Deserialize, Default)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// Decodes one event line. Returns `Ok(None)` for events that are not about containers
 /// (the engine is asked to filter, but the daemon does not rely on it).
 pub fn decode(line: &[u8]) -> Result<Option<Event>, Error> {
     let raw: Raw = serde_json::from_slice(line).map_err(|e| Error::Json(e.to_string()))?;
-    if raw.typ.as_deref().is_some_and(|t| t != "container") {
+    if raw.typ.is_some_and(|t| t.0 != "container") {
         return Ok(None);
     }
     let (actor_id, attributes) = match raw.actor {
-        Some(a) => (a.id, a.attributes.unwrap_or_default()),
-        None => (None, HashMap::new()),
+        Some(a) => (a.id, a.attributes),
+        None => (None, None),
     };
     let id = actor_id
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.0.is_empty())
         .or(raw.id)
-        .filter(|s| !s.is_empty())
-        .ok_or(Error::NoId)?;
-    let action = raw.action.or(raw.status).unwrap_or_default();
-    let action = match action.as_str() {
+        .filter(|s| !s.0.is_empty())
+        .ok_or(Error::NoId)?
+        .0
+        .into_owned();
+    let action = raw.action.or(raw.status).unwrap_or_default().0;
+    let action = match &*action {
         "start" => Action::Start,
         "die" => Action::Die,
         "destroy" | "remove" => Action::Destroy,
-        _ => Action::Other(action),
+        _ => Action::Other(action.into_owned()),
     };
     let time_nano = raw
         .time_nano
         .or_else(|| raw.time.and_then(|t| t.checked_mul(1_000_000_000)))
         .unwrap_or(0);
     let exit_code = attributes
-        .get("exitCode")
-        .and_then(|c| c.trim().parse().ok());
+        .and_then(|a| a.exit_code)
+        .and_then(|c| c.0.trim().parse().ok());
     Ok(Some(Event {
         action,
         id,
@@ -341,6 +358,13 @@ mod tests {
         assert_eq!(
             decode(health.as_bytes()).unwrap().unwrap().action,
             Action::Other("health_status: healthy".into())
+        );
+        // Escaped strings cannot be borrowed; they decode all the same.
+        let escaped = r#"{"Type":"cont\u0061iner","Action":"st\u0061rt","Actor":{"ID":"a\u0062c","Attributes":{"exitCode":"\u0033"}}}"#;
+        let ev = decode(escaped.as_bytes()).unwrap().unwrap();
+        assert_eq!(
+            (ev.action, ev.id.as_str(), ev.exit_code),
+            (Action::Start, "abc", Some(3))
         );
         let image = r#"{"Type":"image","Action":"pull","Actor":{"ID":"alpine"}}"#;
         assert_eq!(decode(image.as_bytes()).unwrap(), None);
