@@ -94,6 +94,7 @@ pub fn services(
         .filter(|b| b.is_some() || settings.internal)
         .count();
 
+    let entries = entries(c);
     for (key, binding) in &ports {
         let (port_text, proto) = match key.split_once('/') {
             Some((p, proto)) => (p, proto),
@@ -107,7 +108,7 @@ pub fn services(
             ignored.push(format!("{id} port {port_text} not published on host"));
             continue;
         }
-        let meta = Metadata::collect(c, port_text);
+        let meta = Metadata::for_port(&entries, port_text);
         if meta.get("ignore").is_some_and(|v| !v.is_empty()) {
             ignored.push(format!("{id} port {port_text} has SERVICE_IGNORE"));
             continue;
@@ -156,8 +157,8 @@ pub fn services(
         let attrs = meta
             .values
             .into_iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "name" | "id" | "tags"))
-            .map(|(k, (v, _))| (k, v))
+            .filter(|(k, _)| !matches!(*k, "name" | "id" | "tags"))
+            .map(|(k, (v, _))| (k.to_string(), v.to_string()))
             .collect();
 
         out.push(Service {
@@ -244,50 +245,64 @@ fn address(
     Ok((ip, port))
 }
 
-/// `SERVICE_*` metadata for one port: key -> (value, came from `SERVICE_<port>_<key>`).
-struct Metadata {
-    values: BTreeMap<String, (String, bool)>,
+/// One `SERVICE_*` entry of env or labels, in source order (env first, then labels).
+struct Entry<'c> {
+    /// The `<port>` of `SERVICE_<port>_<KEY>`, as text.
+    port: Option<String>,
+    /// Lower-case key.
+    key: String,
+    value: &'c str,
 }
 
-impl Metadata {
-    fn collect(c: &Container, port: &str) -> Metadata {
-        let mut values: BTreeMap<String, (String, bool)> = BTreeMap::new();
-        let env = c.config.env.iter().filter_map(|e| e.split_once('='));
-        let labels = c
-            .config
-            .labels
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()));
-        for (key, value) in env.chain(labels) {
-            let Some(rest) = key.strip_prefix("SERVICE_") else {
-                continue;
-            };
-            let rest = rest.to_lowercase();
-            let (key, from_port) = match rest.split_once('_') {
+/// Every `SERVICE_*` entry of a container, parsed once for all its ports.
+fn entries(c: &Container) -> Vec<Entry<'_>> {
+    let env = c.config.env.iter().filter_map(|e| e.split_once('='));
+    let labels = c
+        .config
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    env.chain(labels)
+        .filter_map(|(key, value)| {
+            let rest = key.strip_prefix("SERVICE_")?.to_lowercase();
+            let (port, key) = match rest.split_once('_') {
                 Some((p, k)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-                    if p != port {
-                        continue;
-                    }
-                    (k.to_string(), true)
+                    (Some(p.to_string()), k.to_string())
                 }
-                _ => (rest, false),
+                _ => (None, rest),
             };
-            if key.is_empty() {
-                continue;
-            }
-            match values.get(&key) {
+            (!key.is_empty()).then_some(Entry { port, key, value })
+        })
+        .collect()
+}
+
+/// The metadata of one port: key -> (value, came from `SERVICE_<port>_<key>`).
+struct Metadata<'a> {
+    values: BTreeMap<&'a str, (&'a str, bool)>,
+}
+
+impl<'a> Metadata<'a> {
+    fn for_port(entries: &'a [Entry<'a>], port: &str) -> Metadata<'a> {
+        let mut values: BTreeMap<&str, (&str, bool)> = BTreeMap::new();
+        for e in entries {
+            let from_port = match &e.port {
+                Some(p) if p != port => continue,
+                Some(_) => true,
+                None => false,
+            };
+            match values.get(e.key.as_str()) {
                 // A port-specific value beats a generic one whatever the order.
                 Some((_, true)) if !from_port => {}
                 _ => {
-                    values.insert(key, (value.to_string(), from_port));
+                    values.insert(&e.key, (e.value, from_port));
                 }
             }
         }
         Metadata { values }
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
-        self.values.get(key).map(|(v, _)| v.as_str())
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.values.get(key).map(|(v, _)| *v)
     }
 
     fn is_per_port(&self, key: &str) -> bool {
