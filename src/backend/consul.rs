@@ -69,47 +69,66 @@ impl Consul {
         }
     }
 
-    /// Sends one request; a non-2xx status becomes an error with Consul's own words.
-    fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<String, String> {
-        let url = format!("{}{}", self.base, path);
-        let result = match method {
-            "GET" => {
-                let mut req = self.agent.get(&url);
-                if let Some(t) = &self.token {
-                    req = req.header("X-Consul-Token", t);
-                }
-                req.call()
-            }
-            _ => {
-                let mut req = self.agent.put(&url);
-                if let Some(t) = &self.token {
-                    req = req.header("X-Consul-Token", t);
-                }
-                match body {
-                    Some(b) => req.content_type("application/json").send(&b[..]),
-                    None => req.send_empty(),
-                }
-            }
-        };
-        let mut resp = result.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE)
-            .read_to_string()
-            .unwrap_or_default();
-        if !(200..300).contains(&status) {
-            return Err(format!("HTTP {status}: {}", shorten(text.trim(), 512)));
+    fn with_token<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => req.header("X-Consul-Token", t),
+            None => req,
         }
+    }
+
+    fn get(&self, path: &str) -> Result<String, CallError> {
+        let req = self.with_token(self.agent.get(format!("{}{path}", self.base)));
+        answer(req.call())
+    }
+
+    fn put(&self, path: &str, json: Option<&[u8]>) -> Result<String, CallError> {
+        let req = self.with_token(self.agent.put(format!("{}{path}", self.base)));
+        answer(match json {
+            Some(b) => req.content_type("application/json").send(b),
+            None => req.send_empty(),
+        })
+    }
+}
+
+/// A failed call: the agent's answer (status and its words), or no answer.
+#[derive(Debug)]
+enum CallError {
+    Status(u16, String),
+    Transport(ureq::Error),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Status(s, text) => write!(f, "HTTP {s}: {}", shorten(text.trim(), 512)),
+            CallError::Transport(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The body of a 2xx answer; anything else is an error with Consul's own words.
+fn answer(
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<String, CallError> {
+    let mut resp = result.map_err(CallError::Transport)?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE)
+        .read_to_string()
+        .unwrap_or_default();
+    if (200..300).contains(&status) {
         Ok(text)
+    } else {
+        Err(CallError::Status(status, text))
     }
 }
 
 impl Backend for Consul {
     fn ping(&mut self) -> Result<(), Error> {
         let leader = self
-            .call("GET", "/v1/status/leader", None)
+            .get("/v1/status/leader")
             .map_err(|e| Error(format!("consul: ping {}: {e}", self.base)))?;
         let leader = leader.trim().trim_matches('"');
         if leader.is_empty() {
@@ -127,25 +146,26 @@ impl Backend for Consul {
         for w in &body.warnings {
             log::warn!("consul: {}: {w}", s.id);
         }
-        self.call("PUT", "/v1/agent/service/register", Some(json))
+        self.put("/v1/agent/service/register", Some(&json))
             .map(drop)
             .map_err(|e| Error(format!("consul: register {}: {e}", s.id)))
     }
 
     fn deregister(&mut self, s: &Service) -> Result<(), Error> {
         let path = format!("/v1/agent/service/deregister/{}", percent_encode(&s.id));
-        match self.call("PUT", &path, None) {
+        match self.put(&path, None) {
             Ok(_) => Ok(()),
             // Already gone (the agent restarted, someone removed it): nothing to do. Agents
-            // before 1.9 say so with a 500, later ones with a 404.
-            Err(e) if e.starts_with("HTTP 404") || e.contains("Unknown service") => Ok(()),
+            // before 1.9 say so with a 500 and these words, later ones with a 404.
+            Err(CallError::Status(404, _)) => Ok(()),
+            Err(CallError::Status(_, text)) if text.contains("Unknown service") => Ok(()),
             Err(e) => Err(Error(format!("consul: deregister {}: {e}", s.id))),
         }
     }
 
     fn list(&mut self) -> Result<Vec<String>, Error> {
         let text = self
-            .call("GET", "/v1/agent/services", None)
+            .get("/v1/agent/services")
             .map_err(|e| Error(format!("consul: list services: {e}")))?;
         let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text)
             .map_err(|e| Error(format!("consul: list services: invalid JSON: {e}")))?;
