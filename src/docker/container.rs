@@ -16,7 +16,7 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub struct Container {
     #[serde(rename = "Id", default, deserialize_with = "nullable")]
     pub id: String,
@@ -33,7 +33,7 @@ pub struct Container {
     pub network_settings: NetworkSettings,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub struct State {
     #[serde(rename = "Running", default, deserialize_with = "nullable")]
     pub running: bool,
@@ -41,7 +41,7 @@ pub struct State {
     pub exit_code: i64,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub struct Config {
     #[serde(rename = "Image", default, deserialize_with = "nullable")]
     pub image: String,
@@ -53,13 +53,13 @@ pub struct Config {
     pub exposed_ports: BTreeMap<String, IgnoredAny>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub struct HostConfig {
     #[serde(rename = "NetworkMode", default, deserialize_with = "nullable")]
     pub network_mode: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub struct NetworkSettings {
     /// Gone from API 1.52; kept for older engines.
     #[serde(rename = "IPAddress", default, deserialize_with = "nullable")]
@@ -80,7 +80,7 @@ pub struct PortBinding {
     pub host_port: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub struct Network {
     #[serde(rename = "IPAddress", default, deserialize_with = "nullable")]
     pub ip_address: String,
@@ -91,15 +91,16 @@ pub struct Network {
 impl Network {
     /// The network's IPv4 address, else its IPv6 one.
     pub fn ip(&self) -> Option<&str> {
-        [&self.ip_address, &self.global_ipv6_address]
-            .into_iter()
-            .map(String::as_str)
-            .find(|s| !s.is_empty())
+        v4_else_v6(&self.ip_address, &self.global_ipv6_address)
     }
 }
 
+fn v4_else_v6<'a>(v4: &'a str, v6: &'a str) -> Option<&'a str> {
+    [v4, v6].into_iter().find(|s| !s.is_empty())
+}
+
 /// One entry of `GET /containers/json`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub struct Summary {
     #[serde(rename = "Id", default, deserialize_with = "nullable")]
     pub id: String,
@@ -130,10 +131,7 @@ impl Container {
             .or_else(|| nets.values().flatten().find_map(Network::ip))
             .or_else(|| {
                 let ns = &self.network_settings;
-                [&ns.ip_address, &ns.global_ipv6_address]
-                    .into_iter()
-                    .map(String::as_str)
-                    .find(|s| !s.is_empty())
+                v4_else_v6(&ns.ip_address, &ns.global_ipv6_address)
             })
     }
 }
