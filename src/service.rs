@@ -48,15 +48,12 @@ pub struct Service {
 impl Service {
     /// `ip:port`, with IPv6 bracketed.
     pub fn address(&self) -> String {
-        join_host_port(&self.ip, self.port)
-    }
-}
-
-pub fn join_host_port(ip: &str, port: u16) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("{ip}:{port}")
+        let (ip, port) = (&self.ip, self.port);
+        if ip.contains(':') {
+            format!("[{ip}]:{port}")
+        } else {
+            format!("{ip}:{port}")
+        }
     }
 }
 

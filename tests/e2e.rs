@@ -197,7 +197,7 @@ fn explicit_registers_only_named_ports() {
         "SERVICE_81_NAME=api",
         "bb",
     ]);
-    run(&["--name", "unnamed", "-p", "127.0.0.1::80", "bb"]);
+    run_bb("unnamed");
     run(&[
         "--name",
         "marker",
@@ -445,7 +445,7 @@ fn rejected_registration_is_logged_and_retried_on_resync() {
         "SERVICE_CHECK_INTERVAL=bogus",
         "bb",
     ]);
-    run(&["--name", "good", "-p", "127.0.0.1::80", "bb"]);
+    run_bb("good");
     wait_service(&d, &format!("{h}:good:80"));
     let line = format!("register failed: consul: register {h}:bad:80: HTTP 400");
     wait_for(
@@ -466,7 +466,7 @@ fn die_restart_and_shutdown() {
     let _g = lock();
     let h = hostname();
     let mut d = Daemon::start(&[&consul()]);
-    let cid = run(&["--name", "cycle", "-p", "127.0.0.1::80", "bb"]);
+    let cid = run_bb("cycle");
     let id = format!("{h}:cycle:80");
     wait_service(&d, &id);
     docker(&["kill", "cycle"]);
@@ -520,7 +520,7 @@ fn deregister_on_success() {
         "-c",
         &prog(0),
     ]);
-    run(&["--name", "killed", "-p", "127.0.0.1::80", "bb"]);
+    run_bb("killed");
     for n in ["fails", "succeeds", "killed"] {
         wait_service(&d, &format!("{h}:{n}:80"));
     }
@@ -546,8 +546,8 @@ fn deregister_on_success() {
 fn containers_running_before_start_are_synced() {
     let _g = lock();
     let h = hostname();
-    run(&["--name", "early1", "-p", "127.0.0.1::80", "bb"]);
-    run(&["--name", "early2", "-p", "127.0.0.1::80", "bb"]);
+    run_bb("early1");
+    run_bb("early2");
     let mut d = Daemon::start(&[&consul()]);
     converge(&d, &[format!("{h}:early1:80"), format!("{h}:early2:80")]);
     let (status, took) = d.stop_with("INT");
@@ -564,7 +564,7 @@ fn thirty_started_half_removed_at_once() {
     let handles: Vec<_> = names
         .iter()
         .cloned()
-        .map(|n| thread::spawn(move || run(&["--name", &n, "-p", "127.0.0.1::80", "bb"])))
+        .map(|n| thread::spawn(move || run_bb(&n)))
         .collect();
     for hd in handles {
         hd.join().expect("docker run");
@@ -597,7 +597,7 @@ fn engine_stopped_and_started_while_running() {
         "127.0.0.1::80",
         "bb",
     ]);
-    run(&["--name", "casualty", "-p", "127.0.0.1::80", "bb"]);
+    run_bb("casualty");
     converge(
         &d,
         &[format!("{h}:casualty:80"), format!("{h}:survivor:80")],
@@ -606,7 +606,7 @@ fn engine_stopped_and_started_while_running() {
     services_sh("stop-docker");
     services_sh("start-docker");
     // Started right away, very likely before the daemon's backoff lets it reconnect.
-    run(&["--name", "newcomer", "-p", "127.0.0.1::80", "bb"]);
+    run_bb("newcomer");
     converge(
         &d,
         &[format!("{h}:newcomer:80"), format!("{h}:survivor:80")],
@@ -626,9 +626,9 @@ fn missed_events_are_replayed_after_a_lost_connection() {
     let h = hostname();
     let proxy = CutProxy::start();
     let d = Daemon::start_on(&proxy.docker_host(), &[&consul()]);
-    run(&["--name", "stays", "-p", "127.0.0.1::80", "bb"]);
-    run(&["--name", "dies", "-p", "127.0.0.1::80", "bb"]);
-    run(&["--name", "restarts", "-p", "127.0.0.1::80", "bb"]);
+    run_bb("stays");
+    run_bb("dies");
+    run_bb("restarts");
     converge(
         &d,
         &[
@@ -639,7 +639,7 @@ fn missed_events_are_replayed_after_a_lost_connection() {
     );
 
     proxy.cut();
-    let arrives = run(&["--name", "arrives", "-p", "127.0.0.1::80", "bb"]);
+    let arrives = run_bb("arrives");
     let dies = inspect("dies")["Id"].as_str().unwrap().to_string();
     docker(&["kill", "dies"]);
     docker(&["restart", "-t", "0", "restarts"]);
@@ -677,7 +677,7 @@ fn docker_host_over_tcp() {
     let _g = lock();
     let h = hostname();
     let d = Daemon::start_on(&tcp_relay(), &[&consul()]);
-    run(&["--name", "viatcp", "-p", "127.0.0.1::80", "bb"]);
+    run_bb("viatcp");
     wait_service(&d, &format!("{h}:viatcp:80"));
     docker(&["rm", "-f", "viatcp"]);
     wait_gone(&d, &format!("{h}:viatcp:80"));
@@ -691,7 +691,7 @@ fn acl_token_is_sent_and_never_logged() {
         std::env::var("RGTR_CONSUL_TOKEN").expect("RGTR_CONSUL_TOKEN from tests/services.sh");
     let mut good = Daemon::spawn(&[("CONSUL_HTTP_TOKEN", &token)], &[&consul()]);
     good.wait_subscribed();
-    run(&["--name", "tok", "-p", "127.0.0.1::80", "bb"]);
+    run_bb("tok");
     wait_service(&good, &format!("{h}:tok:80"));
     good.stop_with("TERM");
     consul_put(&format!(
@@ -747,7 +747,7 @@ fn registry_retries_at_start() {
     });
     services_sh("start-consul");
     waits.wait_subscribed();
-    run(&["--name", "late", "-p", "127.0.0.1::80", "bb"]);
+    run_bb("late");
     wait_service(&waits, &format!("{h}:late:80"));
 }
 
@@ -756,7 +756,7 @@ fn deregistering_what_the_agent_lost_is_not_an_error() {
     let _g = lock();
     let h = hostname();
     let d = Daemon::start(&[&consul()]);
-    let cid = run(&["--name", "lost", "-p", "127.0.0.1::80", "bb"]);
+    let cid = run_bb("lost");
     wait_service(&d, &format!("{h}:lost:80"));
     services_sh("stop-consul");
     services_sh("start-consul"); // a dev agent starts empty

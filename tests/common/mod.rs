@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -106,6 +107,11 @@ pub fn run(args: &[&str]) -> String {
     let mut all = vec!["run", "-d"];
     all.extend_from_slice(args);
     docker(&all)
+}
+
+/// `docker run -d --name NAME -p 127.0.0.1::80 bb`, the plain test container.
+pub fn run_bb(name: &str) -> String {
+    run(&["--name", name, "-p", "127.0.0.1::80", "bb"])
 }
 
 /// The host port a container's `port` (e.g. `80/tcp`) is published on.
@@ -292,10 +298,6 @@ impl Daemon {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
@@ -344,6 +346,48 @@ pub fn services_sh(cmd: &str) {
     assert!(st.success(), "tests/services.sh {cmd} failed");
 }
 
+/// The private engine's socket path.
+fn engine_socket() -> String {
+    docker_host().trim_start_matches("unix://").to_string()
+}
+
+/// A connection a relay copies through.
+trait Stream: std::io::Read + std::io::Write + Send + Sized + 'static {
+    fn dup(&self) -> Self;
+    fn close(&self);
+}
+
+impl Stream for UnixStream {
+    fn dup(&self) -> Self {
+        self.try_clone().expect("clone a Unix stream")
+    }
+    fn close(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Stream for std::net::TcpStream {
+    fn dup(&self) -> Self {
+        self.try_clone().expect("clone a TCP stream")
+    }
+    fn close(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Copies both ways between `a` and `b`, one thread each way; when either side ends, both close.
+fn splice<A: Stream, B: Stream>(a: A, b: B) {
+    pump(a.dup(), b.dup());
+    pump(b, a);
+}
+
+fn pump<F: Stream, T: Stream>(mut from: F, mut to: T) {
+    thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        to.close();
+    });
+}
+
 /// A Unix-socket relay between the daemon and the real engine that a test can cut (every open
 /// connection closed, new ones refused) and restore: the daemon loses the engine while the
 /// engine goes on, so events are missed for real.
@@ -354,13 +398,12 @@ pub struct CutProxy {
 
 struct ProxyState {
     open: bool,
-    conns: Vec<std::os::unix::net::UnixStream>,
+    conns: Vec<UnixStream>,
 }
 
 impl CutProxy {
     pub fn start() -> CutProxy {
-        use std::os::unix::net::{UnixListener, UnixStream};
-        let target = docker_host().trim_start_matches("unix://").to_string();
+        let target = engine_socket();
         let path = test_dir().join(format!("proxy-{}.sock", std::process::id()));
         let _ = fs::remove_file(&path);
         let listener = UnixListener::bind(&path).expect("bind proxy socket");
@@ -379,21 +422,10 @@ impl CutProxy {
                 let Ok(upstream) = UnixStream::connect(&target) else {
                     continue;
                 };
-                for s in [&client, &upstream] {
-                    if let Ok(c) = s.try_clone() {
-                        guard.conns.push(c);
-                    }
-                }
+                guard.conns.push(client.dup());
+                guard.conns.push(upstream.dup());
                 drop(guard);
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
-                    (upstream, client),
-                ] {
-                    thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
+                splice(client, upstream);
             }
         });
         CutProxy { path, state }
@@ -407,7 +439,7 @@ impl CutProxy {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.open = false;
         for c in st.conns.drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
+            c.close();
         }
     }
 
@@ -419,27 +451,15 @@ impl CutProxy {
 /// A TCP listener on 127.0.0.1 relaying to the engine's Unix socket, so the daemon can be
 /// pointed at `tcp://127.0.0.1:<port>` and reach the real engine.
 pub fn tcp_relay() -> String {
-    use std::net::TcpListener;
-    use std::os::unix::net::UnixStream;
-    let target = docker_host().trim_start_matches("unix://").to_string();
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
+    let target = engine_socket();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind relay");
     let addr = listener.local_addr().expect("relay address");
     thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(client) = client else { continue };
-            let Ok(upstream) = UnixStream::connect(&target) else {
-                continue;
-            };
-            let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-            let (mut c1, mut u1) = (client, upstream);
-            thread::spawn(move || {
-                let _ = std::io::copy(&mut c1, &mut u1);
-                let _ = u1.shutdown(std::net::Shutdown::Write);
-            });
-            thread::spawn(move || {
-                let _ = std::io::copy(&mut u2, &mut c2);
-                let _ = c2.shutdown(std::net::Shutdown::Write);
-            });
+            if let Ok(upstream) = UnixStream::connect(&target) {
+                splice(client, upstream);
+            }
         }
     });
     format!("tcp://{addr}")
