@@ -800,39 +800,24 @@ cmd_stop() {
     log "stopped"
 }
 
-cmd_stop_docker() {
+# in_dir DIR STEP...: run each step on the services of an existing DIR.
+in_dir() {
     set_paths "$1"
+    shift
     [ -d "$DIR" ] || die "$DIR does not exist"
-    stop_engine
-}
-
-cmd_start_docker() {
-    set_paths "$1"
-    [ -d "$DIR" ] || die "$DIR does not exist"
-    start_engine
-}
-
-cmd_stop_consul() {
-    set_paths "$1"
-    [ -d "$DIR" ] || die "$DIR does not exist"
-    stop_consul
-}
-
-cmd_start_consul() {
-    set_paths "$1"
-    [ -d "$DIR" ] || die "$DIR does not exist"
-    start_consul
+    local step
+    for step in "$@"; do "$step"; done
 }
 
 [ $# -eq 2 ] || usage
 case $1 in
     start) cmd_start "$2" ;;
     stop) cmd_stop "$2" ;;
-    stop-docker) cmd_stop_docker "$2" ;;
-    start-docker) cmd_start_docker "$2" ;;
-    restart-docker) cmd_stop_docker "$2" && cmd_start_docker "$2" ;;
-    stop-consul) cmd_stop_consul "$2" ;;
-    start-consul) cmd_start_consul "$2" ;;
-    restart-consul) cmd_stop_consul "$2" && cmd_start_consul "$2" ;;
+    stop-docker) in_dir "$2" stop_engine ;;
+    start-docker) in_dir "$2" start_engine ;;
+    restart-docker) in_dir "$2" stop_engine start_engine ;;
+    stop-consul) in_dir "$2" stop_consul ;;
+    start-consul) in_dir "$2" start_consul ;;
+    restart-consul) in_dir "$2" stop_consul start_consul ;;
     *) usage ;;
 esac
