@@ -3,7 +3,13 @@
 #   * a PRIVATE Docker engine (its own containerd + dockerd, own bridge, own
 #     socket, all state under DIR), never touching a system docker;
 #   * test images built offline with `docker import` from busybox-static;
-#   * a Consul dev agent listening on 127.0.0.1 only.
+#   * a Consul dev agent listening on 127.0.0.1 only: plain HTTP on
+#     CONSUL_PORT and on the unix socket DIR/consul.sock, HTTPS requiring a
+#     client certificate on CONSUL_PORT+4;
+#   * a throwaway test PKI in DIR/tls, made with openssl at every start;
+#   * two etcd 3.4 servers (Debian etcd-server): plain HTTP with the v2 API
+#     on ETCD_PORT, and TLS-only with client-certificate auth on ETCD_PORT+2;
+#   * a standalone ZooKeeper 3.8 server (Debian zookeeper) on ZK_PORT.
 #
 # Usage:
 #   tests/services.sh start DIR          start everything, write DIR/env
@@ -14,11 +20,27 @@
 #   tests/services.sh stop-consul DIR    stop Consul
 #   tests/services.sh start-consul DIR   start Consul again (dev mode: empty)
 #   tests/services.sh restart-consul DIR stop-consul + start-consul
+#   tests/services.sh stop-etcd DIR      stop the plain etcd (not the TLS one)
+#   tests/services.sh start-etcd DIR     start it again (data dir kept)
+#   tests/services.sh restart-etcd DIR   stop-etcd + start-etcd (data kept)
+#   tests/services.sh wipe-etcd DIR      stop-etcd, delete its data, start-etcd
+#   tests/services.sh stop-zk DIR        stop ZooKeeper
+#   tests/services.sh start-zk DIR       start it again (data dir kept)
+#   tests/services.sh restart-zk DIR     stop-zk + start-zk (data and sessions kept)
+#
+# DIR/env exports DOCKER_HOST, CONSUL_HTTP_ADDR, CONSUL_HTTPS_ADDR,
+# RGTR_CONSUL_SOCK, RGTR_CONSUL_TOKEN, CONSUL_BIN, RGTR_TLS_DIR, ETCD_ADDR,
+# ETCD_TLS_ADDR, ZK_ADDR and RGTR_TEST_DIR. RGTR_TLS_DIR holds ca.pem,
+# server.pem, client.pem, other-ca.pem and their *-key.pem (see make_tls).
 #
 # Environment (all optional):
 #   CONSUL_PORT          Consul HTTP port (default 18500); serf_lan, serf_wan
-#                        and server RPC use CONSUL_PORT+1, +2, +3.
+#                        and server RPC use CONSUL_PORT+1, +2, +3, HTTPS +4.
 #   CONSUL_BIN           consul binary to use instead of the vendored .deb
+#   ETCD_PORT            plain etcd client port (default 12379); its peer port
+#                        is ETCD_PORT+1, the TLS etcd uses ETCD_PORT+2 (client)
+#                        and ETCD_PORT+3 (peer).
+#   ZK_PORT              ZooKeeper client port (default 12181)
 #   RGTR_BRIDGE          bridge name (default rgtr0)
 #   RGTR_BRIDGE_CIDR     bridge address (default 10.213.77.1/24)
 #   RGTR_STORAGE_DRIVER  force a docker storage driver (default: overlay2 if
@@ -31,7 +53,8 @@
 # containers do can reach a non-loopback address by accident: no iptables
 # NAT, no ip forwarding or masquerading, container DNS pointed at 127.0.0.1,
 # registry pulls (and Consul HTTP checks to non-loopback targets) forced
-# through a dead proxy on 127.0.0.1:9.
+# through a dead proxy on 127.0.0.1:9. etcd and ZooKeeper run with an empty
+# environment (no proxy variables) and only know 127.0.0.1 peers.
 
 set -euo pipefail
 
@@ -40,6 +63,8 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 BRIDGE=${RGTR_BRIDGE:-rgtr0}
 BRIDGE_CIDR=${RGTR_BRIDGE_CIDR:-10.213.77.1/24}
 CONSUL_PORT=${CONSUL_PORT:-18500}
+ETCD_PORT=${ETCD_PORT:-12379}
+ZK_PORT=${ZK_PORT:-12181}
 # A test-only secret of the throwaway dev agent (tests check it is never logged).
 CONSUL_MASTER_TOKEN=rgtr-test-master-token-5c1d
 BUSYBOX=${RGTR_BUSYBOX:-/bin/busybox}
@@ -51,6 +76,17 @@ CGROUP_PARENT=/rgtr-test
 PING_WAIT=300      # dockerd /_ping
 LEADER_WAIT=300    # consul leader
 STOP_WAIT=200      # a daemon to exit after SIGTERM
+# Bounded waits, in seconds.
+TLS_UP_WAIT=10     # consul HTTPS port and unix socket (after it has a leader)
+ETCD_WAIT=30       # etcd healthy and serving v2 + v3 gateway
+ZK_WAIT=60         # zookeeper answering ruok/srvr (a cold JVM on a busy box)
+
+# ZooKeeper from Debian's zookeeper/libzookeeper-java: zookeeper.jar's
+# manifest Class-Path brings its dependencies but no SLF4J binding (the
+# Debian zkEnv.sh classpath has none either, so the server would log
+# nothing); slf4j-log4j12 + log4j 1.2 are dependencies of libzookeeper-java.
+ZK_MAIN=org.apache.zookeeper.server.quorum.QuorumPeerMain
+ZK_JARS=(/usr/share/java/zookeeper.jar /usr/share/java/slf4j-log4j12.jar /usr/share/java/log4j-1.2.jar)
 
 # The docker CLI must talk to the private engine only, whatever the caller's
 # environment says.
@@ -91,6 +127,20 @@ set_paths() {
     CONSUL_LOG=$DIR/consul.log
     CONSUL_PIDFILE=$DIR/consul.pid
     CONSUL_CMD=$DIR/consul.cmd
+    CONSUL_SOCK=$DIR/consul.sock
+    TLS_DIR=$DIR/tls
+    ETCD_DATA=$DIR/etcd
+    ETCD_LOG=$DIR/etcd.log
+    ETCD_PIDFILE=$DIR/etcd.pid
+    ETCD_CMD=$DIR/etcd.cmd
+    ETCD_TLS_DATA=$DIR/etcd-tls
+    ETCD_TLS_LOG=$DIR/etcd-tls.log
+    ETCD_TLS_PIDFILE=$DIR/etcd-tls.pid
+    ETCD_TLS_CMD=$DIR/etcd-tls.cmd
+    ZK_DIR=$DIR/zk
+    ZK_LOG=$DIR/zk.log
+    ZK_PIDFILE=$DIR/zk.pid
+    ZK_CMD=$DIR/zk.cmd
     BRIDGE_FILE=$DOCKER_DIR/bridge
 }
 
@@ -177,6 +227,55 @@ port_in_use() {
 # curl that never uses a proxy from the caller's environment (a proxy could
 # be a non-loopback address).
 curl_local() { curl --noproxy '*' -sS "$@"; }
+
+# ports_free WHAT PORT...: die if any PORT is already listened on.
+ports_free() {
+    local what=$1 p
+    shift
+    for p in "$@"; do
+        port_in_use "$p" &&
+            die "port $p is already in use ($what); stop whatever listens there or choose other ports"
+    done
+    return 0
+}
+
+# launch NAME CMDFILE PIDFILE LOG PORT...: unless NAME is already running
+# or one of its PORTs is taken, start the command saved in CMDFILE with
+# run_bg and record its pid in PIDFILE and in LAUNCHED_PID.
+launch() {
+    local name=$1 cmdfile=$2 pidfile=$3 logf=$4 pid
+    shift 4
+    [ -s "$cmdfile" ] || die "no saved $name command in $DIR (run '$0 start $DIR' first)"
+    if pid=$(pidfile_pid "$pidfile"); then
+        die "$name already running (pid $pid) for $DIR"
+    fi
+    ports_free "needed by $name" "$@"
+    log "starting $name (command line: $cmdfile)"
+    LAUNCHED_PID=$(run_bg "$logf" "$cmdfile")
+    printf '%s\n' "$LAUNCHED_PID" >"$pidfile"
+}
+
+# wait_until NAME PID LOG SECONDS CHECK...: run CHECK every 0.1 s until it
+# succeeds while PID is alive; die with the tail of LOG if PID exits or
+# SECONDS pass first.
+wait_until() {
+    local name=$1 pid=$2 logf=$3 secs=$4 deadline=$((SECONDS + $4))
+    shift 4
+    while :; do
+        if "$@" && pid_alive "$pid"; then
+            return 0
+        fi
+        if ! pid_alive "$pid"; then
+            log_tail "$logf"
+            die "$name (pid $pid) exited during startup (log: $logf)"
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            log_tail "$logf"
+            die "$name (pid $pid) did not come up within ${secs}s: '$*' kept failing (log: $logf)"
+        fi
+        sleep 0.1
+    done
+}
 
 # docker CLI bound to the private engine.
 dk() { docker -H "unix://$SOCK" "$@"; }
@@ -385,9 +484,11 @@ start_engine() {
     log "dockerd is up (pid $pid)"
 }
 
-# Kill engine processes that still refer to DIR (e.g. containerd shims after
-# a SIGKILLed containerd). Only our own binaries are considered, never the
-# caller, whose command line may contain DIR too.
+# Kill service processes that still refer to DIR (e.g. containerd shims
+# after a SIGKILLed containerd, a daemon whose pidfile was lost). Only our
+# own binaries are considered, never the caller, whose command line may
+# contain DIR too; a java process only if it is the ZooKeeper server run
+# with this DIR's zoo.cfg, so no unrelated JVM is ever touched.
 kill_leftovers() {
     local p exe cmdline
     for p in /proc/[0-9]*; do
@@ -395,10 +496,16 @@ kill_leftovers() {
         [ "$p" != $$ ] || continue
         exe=$(readlink "/proc/$p/exe" 2>/dev/null) || continue
         case ${exe##*/} in
-            containerd | containerd-shim* | dockerd | docker-proxy | consul) ;;
+            containerd | containerd-shim* | dockerd | docker-proxy | consul | etcd | java) ;;
             *) continue ;;
         esac
         cmdline=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || continue
+        if [ "${exe##*/}" = java ]; then
+            case $cmdline in
+                *" $ZK_MAIN $ZK_DIR/zoo.cfg "*) ;;
+                *) continue ;;
+            esac
+        fi
         case $cmdline in
             *"$DIR/"*) stop_pid "leftover ${exe##*/}" "$p" ;;
         esac
@@ -604,9 +711,9 @@ resolve_consul_bin() {
 
 write_consul_cmd() {
     local p
-    for p in "$CONSUL_PORT" $((CONSUL_PORT + 1)) $((CONSUL_PORT + 2)) $((CONSUL_PORT + 3)); do
+    for p in "$CONSUL_PORT" $((CONSUL_PORT + 1)) $((CONSUL_PORT + 2)) $((CONSUL_PORT + 3)) $((CONSUL_PORT + 4)); do
         port_in_use "$p" &&
-            die "port $p is already in use (Consul uses CONSUL_PORT=$CONSUL_PORT .. +3); set CONSUL_PORT"
+            die "port $p is already in use (Consul uses CONSUL_PORT=$CONSUL_PORT .. +4); set CONSUL_PORT"
     done
     # ACLs are on with an allow-all default, so requests without a token work and a token the
     # agent does not know is refused (403): that shows a client really sends its token.
@@ -617,6 +724,12 @@ write_consul_cmd() {
     # proxy variables except for loopback targets, so the dead 127.0.0.1
     # proxy makes an HTTP check against anything but 127.0.0.1 (e.g. a
     # container IP) fail instead of sending traffic there.
+    # The HTTP API is served on 127.0.0.1:CONSUL_PORT and on the unix socket
+    # DIR/consul.sock (addresses.http takes a space-separated list), and over
+    # HTTPS on 127.0.0.1:CONSUL_PORT+4 (addresses.https defaults to the
+    # -client address) with the test server certificate; verify_incoming_https
+    # makes HTTPS clients present a certificate signed by DIR/tls/ca.pem.
+    # RPC stays plain (no verify_incoming_rpc/verify_outgoing).
     local dead_proxy=http://127.0.0.1:9
     save_cmd "$CONSUL_CMD" env CHECKPOINT_DISABLE=1 \
         HTTP_PROXY=$dead_proxy http_proxy=$dead_proxy \
@@ -628,7 +741,10 @@ write_consul_cmd() {
         -enable-script-checks \
         -http-port "$CONSUL_PORT" \
         -dns-port -1 \
-        -hcl "ports { serf_lan = $((CONSUL_PORT + 1)) serf_wan = $((CONSUL_PORT + 2)) server = $((CONSUL_PORT + 3)) grpc = -1 }" \
+        -hcl "ports { serf_lan = $((CONSUL_PORT + 1)) serf_wan = $((CONSUL_PORT + 2)) server = $((CONSUL_PORT + 3)) https = $((CONSUL_PORT + 4)) grpc = -1 }" \
+        -hcl "addresses { http = \"127.0.0.1 unix://$CONSUL_SOCK\" }" \
+        -hcl "cert_file = \"$TLS_DIR/server.pem\" key_file = \"$TLS_DIR/server-key.pem\" ca_file = \"$TLS_DIR/ca.pem\"" \
+        -hcl 'verify_incoming_https = true' \
         -hcl 'disable_update_check = true' \
         -hcl 'disable_anonymous_signature = true' \
         -hcl "acl { enabled = true default_policy = \"allow\" tokens { master = \"$CONSUL_MASTER_TOKEN\" } }" \
@@ -638,12 +754,15 @@ write_consul_cmd() {
 
 start_consul() {
     [ -s "$CONSUL_CMD" ] || die "no saved consul command in $DIR (run '$0 start $DIR' first)"
-    local pid port i leader=""
+    local pid port i leader="" f
     if pid=$(pidfile_pid "$CONSUL_PIDFILE"); then
         die "consul already running (pid $pid) for $DIR"
     fi
     port=$(cat "$DIR/consul.port")
-    rm -f "$CONSUL_PIDFILE"
+    for f in ca.pem server.pem server-key.pem client.pem client-key.pem; do
+        [ -s "$TLS_DIR/$f" ] || die "$TLS_DIR/$f is missing (run '$0 start $DIR' first)"
+    done
+    rm -f "$CONSUL_PIDFILE" "$CONSUL_SOCK"
     pid=$(run_bg "$CONSUL_LOG" "$CONSUL_CMD")
     # consul writes the same pid itself (-pid-file) once it is up; write it
     # now so a failing start can still be cleaned up.
@@ -661,7 +780,29 @@ start_consul() {
         log_tail "$CONSUL_LOG"
         die "consul has no leader on 127.0.0.1:$port after $((LEADER_WAIT / 10))s (log: $CONSUL_LOG)"
     fi
-    log "consul is up on 127.0.0.1:$port (pid $pid, leader $leader)"
+    wait_until "consul HTTPS on 127.0.0.1:$((port + 4))" "$pid" "$CONSUL_LOG" "$TLS_UP_WAIT" \
+        consul_https_ok $((port + 4))
+    wait_until "consul on unix socket $CONSUL_SOCK" "$pid" "$CONSUL_LOG" "$TLS_UP_WAIT" \
+        consul_sock_ok
+    log "consul is up on 127.0.0.1:$port, https://127.0.0.1:$((port + 4)) and $CONSUL_SOCK (pid $pid, leader $leader)"
+}
+
+# A leader address ("127.0.0.1:PORT") from /v1/status/leader means the API
+# answers and the agent is usable.
+is_leader_answer() { [ -n "$1" ] && [ "$1" != '""' ]; }
+
+consul_https_ok() {
+    local out
+    out=$(curl_local -f --max-time 2 --cacert "$TLS_DIR/ca.pem" \
+        --cert "$TLS_DIR/client.pem" --key "$TLS_DIR/client-key.pem" \
+        "https://127.0.0.1:$1/v1/status/leader" 2>/dev/null) && is_leader_answer "$out"
+}
+
+consul_sock_ok() {
+    local out
+    [ -S "$CONSUL_SOCK" ] &&
+        out=$(curl_local -f --max-time 2 --unix-socket "$CONSUL_SOCK" \
+            http://localhost/v1/status/leader 2>/dev/null) && is_leader_answer "$out"
 }
 
 stop_consul() {
@@ -669,7 +810,268 @@ stop_consul() {
     if pid=$(pidfile_pid "$CONSUL_PIDFILE"); then
         stop_pid consul "$pid"
     fi
-    rm -f "$CONSUL_PIDFILE"
+    rm -f "$CONSUL_PIDFILE" "$CONSUL_SOCK"
+}
+
+# ------------------------------------------------ etcd/zookeeper/tls: prereqs --
+
+check_extra_prereqs() {
+    need_cmd openssl "Debian package openssl"
+    need_cmd timeout "Debian package coreutils"
+    ETCD=$(command -v etcd 2>/dev/null || true)
+    [ -n "$ETCD" ] || die "etcd not found (Debian package etcd-server)"
+    "$ETCD" --version >/dev/null 2>&1 || die "$ETCD does not run ('$ETCD --version' failed)"
+    JAVA=$(command -v java 2>/dev/null || true)
+    [ -n "$JAVA" ] || die "java not found (Debian package zookeeper brings default-jre)"
+    "$JAVA" -version >/dev/null 2>&1 || die "$JAVA does not run ('$JAVA -version' failed)"
+    local j
+    for j in "${ZK_JARS[@]}"; do
+        [ -f "$j" ] || die "$j not found (Debian package zookeeper / libzookeeper-java)"
+    done
+}
+
+# ------------------------------------------------------------------ tls --
+
+# ossl ARGS...: openssl with its chatter in DIR/tls/openssl.log; die on error.
+ossl() {
+    openssl "$@" >>"$TLS_DIR/openssl.log" 2>&1 || {
+        log_tail "$TLS_DIR/openssl.log"
+        die "openssl $1 failed (log: $TLS_DIR/openssl.log)"
+    }
+}
+
+# tls_cert NAME CN ISSUER EXT...: NAME-key.pem (new EC P-256 key) and
+# NAME.pem with the extension lines EXT, signed by ISSUER ("self" for a
+# self-signed CA, else the name of a CA made before).
+tls_cert() {
+    local d=$TLS_DIR name=$1 cn=$2 issuer=$3 serial
+    shift 3
+    ossl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/$name-key.pem"
+    ossl req -new -key "$d/$name-key.pem" -subj "/O=rgtr test/CN=$cn" -out "$d/$name.csr"
+    printf '%s\n' "$@" >"$d/$name.ext"
+    serial=0x$(openssl rand -hex 12) || die "openssl rand failed"
+    if [ "$issuer" = self ]; then
+        ossl x509 -req -in "$d/$name.csr" -signkey "$d/$name-key.pem" \
+            -days 3650 -sha256 -set_serial "$serial" -extfile "$d/$name.ext" -out "$d/$name.pem"
+    else
+        ossl x509 -req -in "$d/$name.csr" -CA "$d/$issuer.pem" -CAkey "$d/$issuer-key.pem" \
+            -days 3650 -sha256 -set_serial "$serial" -extfile "$d/$name.ext" -out "$d/$name.pem"
+    fi
+    rm -f "$d/$name.csr" "$d/$name.ext"
+}
+
+# make_tls: a fresh throwaway PKI in DIR/tls:
+#   ca.pem, ca-key.pem              the test CA
+#   server.pem, server-key.pem      signed by ca; SAN DNS:localhost, IP:127.0.0.1;
+#                                   serverAuth AND clientAuth, because Consul
+#                                   and etcd's gRPC gateway also use the server
+#                                   certificate as a client certificate
+#   client.pem, client-key.pem      signed by ca; clientAuth
+#   other-ca.pem, other-ca-key.pem  an unrelated CA that signs nothing (for
+#                                   "refuses a server it cannot verify" tests)
+# All keys are EC P-256 in PKCS#8 PEM ("-----BEGIN PRIVATE KEY-----", what
+# `openssl genpkey` writes), not SEC1 ("BEGIN EC PRIVATE KEY"); openssl
+# creates them with mode 0600 (the tests run as root).
+make_tls() {
+    rm -rf "$TLS_DIR"
+    mkdir -p "$TLS_DIR"
+    local ca=(
+        'basicConstraints = critical, CA:TRUE'
+        'keyUsage = critical, keyCertSign, cRLSign, digitalSignature'
+        'subjectKeyIdentifier = hash'
+    )
+    local leaf=(
+        'basicConstraints = critical, CA:FALSE'
+        'keyUsage = critical, digitalSignature'
+        'subjectKeyIdentifier = hash'
+        'authorityKeyIdentifier = keyid'
+    )
+    tls_cert ca "rgtr test CA" self "${ca[@]}"
+    tls_cert other-ca "rgtr other test CA" self "${ca[@]}"
+    tls_cert server localhost ca "${leaf[@]}" \
+        'extendedKeyUsage = serverAuth, clientAuth' \
+        'subjectAltName = DNS:localhost, IP:127.0.0.1'
+    tls_cert client rgtr-test-client ca "${leaf[@]}" \
+        'extendedKeyUsage = clientAuth'
+    ossl verify -CAfile "$TLS_DIR/ca.pem" -purpose sslserver "$TLS_DIR/server.pem"
+    ossl verify -CAfile "$TLS_DIR/ca.pem" -purpose sslclient "$TLS_DIR/server.pem" "$TLS_DIR/client.pem"
+    if openssl verify -CAfile "$TLS_DIR/other-ca.pem" "$TLS_DIR/server.pem" >/dev/null 2>&1; then
+        die "$TLS_DIR/other-ca.pem unexpectedly verifies server.pem"
+    fi
+    log "test PKI written to $TLS_DIR"
+}
+
+# ----------------------------------------------------------------- etcd --
+
+# Both etcd servers run with an empty environment (env -i): no proxy
+# variables, and no ETCD_* variable of the caller (etcd reads every ETCD_*
+# variable as a flag, and DIR/env itself exports ETCD_ADDR).
+write_etcd_cmds() {
+    local p=$ETCD_PORT
+    ports_free "etcd uses ETCD_PORT=$p .. +3; set ETCD_PORT" "$p" $((p + 1)) $((p + 2)) $((p + 3))
+    save_cmd "$ETCD_CMD" env -i "$ETCD" \
+        --name rgtr-test \
+        --data-dir "$ETCD_DATA" \
+        --enable-v2 \
+        --listen-client-urls "http://127.0.0.1:$p" \
+        --advertise-client-urls "http://127.0.0.1:$p" \
+        --listen-peer-urls "http://127.0.0.1:$((p + 1))" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$((p + 1))" \
+        --initial-cluster "rgtr-test=http://127.0.0.1:$((p + 1))" \
+        --initial-cluster-token rgtr-test \
+        --initial-cluster-state new \
+        --logger zap --log-outputs stderr
+    save_cmd "$ETCD_TLS_CMD" env -i "$ETCD" \
+        --name rgtr-tls \
+        --data-dir "$ETCD_TLS_DATA" \
+        --enable-v2 \
+        --listen-client-urls "https://127.0.0.1:$((p + 2))" \
+        --advertise-client-urls "https://127.0.0.1:$((p + 2))" \
+        --cert-file "$TLS_DIR/server.pem" \
+        --key-file "$TLS_DIR/server-key.pem" \
+        --trusted-ca-file "$TLS_DIR/ca.pem" \
+        --client-cert-auth \
+        --listen-peer-urls "http://127.0.0.1:$((p + 3))" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$((p + 3))" \
+        --initial-cluster "rgtr-tls=http://127.0.0.1:$((p + 3))" \
+        --initial-cluster-token rgtr-tls \
+        --initial-cluster-state new \
+        --logger zap --log-outputs stderr
+    printf '%s\n' "$p" >"$DIR/etcd.port"
+    # A new start begins with empty data (restart-etcd keeps it).
+    rm -rf "$ETCD_DATA" "$ETCD_TLS_DATA"
+}
+
+# etcd_ready PORT: healthy, v2 API and v3 gRPC gateway answering.
+etcd_ready() {
+    local base=http://127.0.0.1:$1 out
+    out=$(curl_local -f --max-time 2 "$base/health" 2>/dev/null) || return 1
+    [[ $out == *'"health":"true"'* ]] || return 1
+    out=$(curl_local -f --max-time 2 "$base/v2/keys/" 2>/dev/null) || return 1
+    [[ $out == *'"action":"get"'* ]] || return 1
+    out=$(curl_local -f --max-time 2 -X POST -d '{}' "$base/v3/maintenance/status" 2>/dev/null) || return 1
+    [[ $out == *'"version"'* ]]
+}
+
+# etcd_tls_ready PORT: healthy over HTTPS with the test client certificate.
+etcd_tls_ready() {
+    local out
+    out=$(curl_local -f --max-time 2 --cacert "$TLS_DIR/ca.pem" \
+        --cert "$TLS_DIR/client.pem" --key "$TLS_DIR/client-key.pem" \
+        "https://127.0.0.1:$1/health" 2>/dev/null) || return 1
+    [[ $out == *'"health":"true"'* ]]
+}
+
+start_etcd() {
+    [ -s "$DIR/etcd.port" ] || die "no saved etcd port in $DIR (run '$0 start $DIR' first)"
+    local port
+    port=$(cat "$DIR/etcd.port")
+    launch etcd "$ETCD_CMD" "$ETCD_PIDFILE" "$ETCD_LOG" "$port" $((port + 1))
+    wait_until etcd "$LAUNCHED_PID" "$ETCD_LOG" "$ETCD_WAIT" etcd_ready "$port"
+    log "etcd is up on 127.0.0.1:$port (pid $LAUNCHED_PID)"
+}
+
+stop_etcd() {
+    local pid
+    if pid=$(pidfile_pid "$ETCD_PIDFILE"); then
+        stop_pid etcd "$pid"
+    fi
+    rm -f "$ETCD_PIDFILE"
+}
+
+wipe_etcd() {
+    stop_etcd
+    rm -rf "$ETCD_DATA"
+    start_etcd
+    log "etcd restarted with an empty data dir"
+}
+
+start_etcd_tls() {
+    [ -s "$DIR/etcd.port" ] || die "no saved etcd port in $DIR (run '$0 start $DIR' first)"
+    local port
+    port=$(($(cat "$DIR/etcd.port") + 2))
+    launch "TLS etcd" "$ETCD_TLS_CMD" "$ETCD_TLS_PIDFILE" "$ETCD_TLS_LOG" "$port" $((port + 1))
+    wait_until "TLS etcd" "$LAUNCHED_PID" "$ETCD_TLS_LOG" "$ETCD_WAIT" etcd_tls_ready "$port"
+    log "TLS etcd is up on https://127.0.0.1:$port (pid $LAUNCHED_PID)"
+}
+
+stop_etcd_tls() {
+    local pid
+    if pid=$(pidfile_pid "$ETCD_TLS_PIDFILE"); then
+        stop_pid "TLS etcd" "$pid"
+    fi
+    rm -f "$ETCD_TLS_PIDFILE"
+}
+
+# ------------------------------------------------------------ zookeeper --
+
+# A standalone server run directly with java (neither systemd nor the Debian
+# init script / zkServer.sh), configured only by DIR/zk: zoo.cfg and a log4j
+# config that logs to stdout, which run_bg appends to DIR/zk.log. The JVM
+# is kept small; -XX:-UsePerfData avoids /tmp/hsperfdata_*.
+write_zk_config() {
+    ports_free "ZooKeeper uses ZK_PORT=$ZK_PORT; set ZK_PORT" "$ZK_PORT"
+    rm -rf "$ZK_DIR"
+    mkdir -p "$ZK_DIR/data"
+    cat >"$ZK_DIR/zoo.cfg" <<EOF
+tickTime=2000
+initLimit=10
+syncLimit=5
+dataDir=$ZK_DIR/data
+clientPort=$ZK_PORT
+clientPortAddress=127.0.0.1
+maxClientCnxns=0
+admin.enableServer=false
+4lw.commands.whitelist=ruok,srvr,stat,cons,dump,mntr
+EOF
+    cat >"$ZK_DIR/log4j.properties" <<'EOF'
+log4j.rootLogger=INFO, CONSOLE
+log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
+log4j.appender.CONSOLE.Target=System.out
+log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
+log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} - %-5p [%t:%C{1}@%L] - %m%n
+EOF
+    local cp
+    cp=$(IFS=:; printf '%s' "${ZK_JARS[*]}")
+    save_cmd "$ZK_CMD" env -i "$JAVA" \
+        -Xms16m -Xmx128m -XX:+UseSerialGC -XX:-UsePerfData \
+        -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true \
+        -Dlog4j.configuration="file:$ZK_DIR/log4j.properties" \
+        -Dzookeeper.log.dir="$DIR" -Dzookeeper.log.file=zk.log \
+        -Dzookeeper.jmx.log4j.disable=true \
+        -cp "$cp" \
+        "$ZK_MAIN" "$ZK_DIR/zoo.cfg"
+    printf '%s\n' "$ZK_PORT" >"$DIR/zk.port"
+}
+
+# zk_4lw PORT WORD: send a four-letter word, print the answer (bash
+# /dev/tcp; no nc needed). Bounded by timeout(1).
+zk_4lw() {
+    # shellcheck disable=SC2016 # $1/$2 are expanded by the inner bash
+    timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && printf %s "$2" >&3 && cat <&3' \
+        zk_4lw "$1" "$2" 2>/dev/null || true
+}
+
+# zk_ready PORT: "imok" to ruok, and srvr shows a serving standalone server.
+zk_ready() {
+    [ "$(zk_4lw "$1" ruok)" = imok ] && [[ $(zk_4lw "$1" srvr) == *"Mode: standalone"* ]]
+}
+
+start_zk() {
+    [ -s "$DIR/zk.port" ] || die "no saved ZooKeeper port in $DIR (run '$0 start $DIR' first)"
+    local port
+    port=$(cat "$DIR/zk.port")
+    launch zookeeper "$ZK_CMD" "$ZK_PIDFILE" "$ZK_LOG" "$port"
+    wait_until zookeeper "$LAUNCHED_PID" "$ZK_LOG" "$ZK_WAIT" zk_ready "$port"
+    log "zookeeper is up on 127.0.0.1:$port (pid $LAUNCHED_PID)"
+}
+
+stop_zk() {
+    local pid
+    if pid=$(pidfile_pid "$ZK_PIDFILE"); then
+        stop_pid zookeeper "$pid"
+    fi
+    rm -f "$ZK_PIDFILE"
 }
 
 # ------------------------------------------------------------- cleanup --
@@ -730,9 +1132,14 @@ cmd_start() {
     set_paths "$1" create
     local t0=$SECONDS
     check_engine_prereqs
-    if pidfile_pid "$DOCKERD_PIDFILE" >/dev/null || pidfile_pid "$CONSUL_PIDFILE" >/dev/null; then
-        die "services already running for $DIR; run '$0 stop $DIR' first"
-    fi
+    check_extra_prereqs
+    local f
+    for f in "$DOCKERD_PIDFILE" "$CTRD_PIDFILE" "$CONSUL_PIDFILE" "$ETCD_PIDFILE" \
+        "$ETCD_TLS_PIDFILE" "$ZK_PIDFILE"; do
+        if pidfile_pid "$f" >/dev/null; then
+            die "services already running for $DIR ($f); run '$0 stop $DIR' first"
+        fi
+    done
     check_busybox
     mkdir -p "$DOCKER_DIR"
 
@@ -741,7 +1148,11 @@ cmd_start() {
     trap on_start_exit EXIT
 
     resolve_consul_bin
+    make_tls
+    # All port checks before anything is started.
     write_consul_cmd
+    write_etcd_cmds
+    write_zk_config
 
     local driver
     driver=$(pick_storage_driver)
@@ -753,13 +1164,22 @@ cmd_start() {
     verify_published_port
 
     start_consul
+    start_etcd
+    start_etcd_tls
+    start_zk
 
     {
         printf 'export DOCKER_HOST=%q\n' "unix://$SOCK"
         printf 'export CONSUL_HTTP_ADDR=%q\n' "127.0.0.1:$CONSUL_PORT"
+        printf 'export CONSUL_HTTPS_ADDR=%q\n' "127.0.0.1:$((CONSUL_PORT + 4))"
+        printf 'export RGTR_CONSUL_SOCK=%q\n' "$CONSUL_SOCK"
         printf 'export RGTR_TEST_DIR=%q\n' "$DIR"
         printf 'export CONSUL_BIN=%q\n' "$CONSUL"
         printf 'export RGTR_CONSUL_TOKEN=%q\n' "$CONSUL_MASTER_TOKEN"
+        printf 'export RGTR_TLS_DIR=%q\n' "$TLS_DIR"
+        printf 'export ETCD_ADDR=%q\n' "127.0.0.1:$ETCD_PORT"
+        printf 'export ETCD_TLS_ADDR=%q\n' "127.0.0.1:$((ETCD_PORT + 2))"
+        printf 'export ZK_ADDR=%q\n' "127.0.0.1:$ZK_PORT"
     } >"$DIR/env"
     trap - EXIT
     log "all services up in $((SECONDS - t0))s; source $DIR/env"
@@ -779,13 +1199,16 @@ cmd_stop_quiet() {
     fi
     stop_engine
     stop_consul
+    stop_etcd
+    stop_etcd_tls
+    stop_zk
     kill_orphaned_containers
     kill_leftovers
     unmount_all
     remove_bridge
     remove_cgroups
     remove_run_containerd
-    rm -f "$SOCK" "$CTRD_SOCK"
+    rm -f "$SOCK" "$CTRD_SOCK" "$CONSUL_SOCK"
     set -e
 }
 
@@ -819,5 +1242,12 @@ case $1 in
     stop-consul) in_dir "$2" stop_consul ;;
     start-consul) in_dir "$2" start_consul ;;
     restart-consul) in_dir "$2" stop_consul start_consul ;;
+    stop-etcd) in_dir "$2" stop_etcd ;;
+    start-etcd) in_dir "$2" start_etcd ;;
+    restart-etcd) in_dir "$2" stop_etcd start_etcd ;;
+    wipe-etcd) in_dir "$2" wipe_etcd ;;
+    stop-zk) in_dir "$2" stop_zk ;;
+    start-zk) in_dir "$2" start_zk ;;
+    restart-zk) in_dir "$2" stop_zk start_zk ;;
     *) usage ;;
 esac
