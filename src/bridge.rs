@@ -46,6 +46,8 @@ pub struct Bridge {
     settings: Settings,
     deregister: Deregister,
     resync: Option<Duration>,
+    /// `-ttl-refresh`, when `-ttl` is set.
+    refresh: Option<Duration>,
     /// Container ID -> the services registered (or kept) for it.
     registered: HashMap<String, Vec<Service>>,
 }
@@ -57,6 +59,7 @@ impl Bridge {
         settings: Settings,
         deregister: Deregister,
         resync: Option<Duration>,
+        refresh: Option<Duration>,
     ) -> Bridge {
         Bridge {
             docker,
@@ -64,37 +67,56 @@ impl Bridge {
             settings,
             deregister,
             resync,
+            refresh,
             registered: HashMap::new(),
         }
     }
 
-    /// Runs until `Shutdown` or until every sender is gone.
+    /// Runs until `Shutdown` or until every sender is gone. The timers (`-resync`, and
+    /// `-ttl-refresh`) start with the first message (the first sync) and fire even while
+    /// messages keep coming.
     pub fn run(mut self, rx: Receiver<Msg>) {
         let mut next_resync: Option<Instant> = None;
+        let mut next_refresh: Option<Instant> = None;
+        let after = |d: Option<Duration>| d.and_then(|d| Instant::now().checked_add(d));
         loop {
-            let msg = match next_resync {
-                // Due (even while messages keep coming): resync before taking the next one.
-                Some(at) if Instant::now() >= at => {
-                    self.resync(&mut next_resync);
-                    continue;
+            let now = Instant::now();
+            if next_resync.is_some_and(|at| now >= at) {
+                log::debug!("resync");
+                self.sync(true);
+                self.flush();
+                next_resync = after(self.resync);
+                continue;
+            }
+            if next_refresh.is_some_and(|at| now >= at) {
+                if let Err(e) = self.backend.refresh() {
+                    log::error!("{e}");
                 }
-                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                next_refresh = after(self.refresh);
+                continue;
+            }
+            let msg = match [next_resync, next_refresh].into_iter().flatten().min() {
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(now)) {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => return,
+                    Err(RecvTimeoutError::Disconnected) => break,
                 },
                 None => match rx.recv() {
                     Ok(m) => m,
-                    Err(_) => return,
+                    Err(_) => break,
                 },
             };
             if !self.handle(msg) {
-                return;
+                break;
             }
             if next_resync.is_none() {
-                next_resync = self.resync.and_then(|d| Instant::now().checked_add(d));
+                next_resync = after(self.resync);
+            }
+            if next_refresh.is_none() {
+                next_refresh = after(self.refresh);
             }
         }
+        self.backend.close();
     }
 
     /// Applies one message and flushes the backend; false on `Shutdown`.
@@ -106,13 +128,6 @@ impl Bridge {
         }
         self.flush();
         true
-    }
-
-    fn resync(&mut self, next: &mut Option<Instant>) {
-        log::debug!("resync");
-        self.sync(true);
-        self.flush();
-        *next = self.resync.and_then(|d| Instant::now().checked_add(d));
     }
 
     fn flush(&mut self) {
@@ -338,8 +353,15 @@ mod tests {
             g.1.push(format!("deregister {}", s.id));
             Ok(())
         }
-        fn list(&mut self) -> Result<Vec<String>, backend::Error> {
-            Ok(self.0.lock().unwrap().0.keys().cloned().collect())
+        fn list(&mut self) -> Result<Vec<Service>, backend::Error> {
+            let g = self.0.lock().unwrap();
+            Ok(g.0
+                .keys()
+                .map(|id| Service {
+                    id: id.clone(),
+                    ..Service::default()
+                })
+                .collect())
         }
     }
 
@@ -363,6 +385,7 @@ mod tests {
                 Box::new(reg.clone()),
                 settings,
                 mode,
+                None,
                 None,
             );
             World {

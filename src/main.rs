@@ -18,7 +18,7 @@
 //! - **worker** ([`bridge`]): applies messages strictly in arrival order, so one container's
 //!   events are handled in the engine's order. Inspects containers over its own kept-alive
 //!   connection, turns them into services with the pure [`service::services`], and calls the
-//!   [`backend::Backend`]. `-resync` is a deadline in its `recv_timeout`.
+//!   [`backend::Backend`]. `-resync` and `-ttl-refresh` are deadlines in its `recv_timeout`.
 //! - **signals**: turns SIGTERM/SIGINT into a message to main.
 //! - **main**: parses the command line ([`cli`]), pings the registry (with `-retry-*`, its
 //!   pauses cut short by a signal), starts the worker and events threads, then waits for a
@@ -31,8 +31,23 @@
 //! - [`docker::container`]: the inspect JSON fields read, tolerant of nulls and old/new shapes.
 //! - [`docker`]: the few lines of socket I/O around those cores.
 //! - [`service`]: container + flags -> services (spec section 4), pure.
-//! - [`backend`]: the registry interface and URI parsing; one file per backend, each behind a
-//!   cargo feature (`consul`, `file`).
+//! - [`backend`]: the registry interface and URI parsing; one file (or folder) per backend, each
+//!   behind a cargo feature: `consul` (+ `tls`), `consulkv`, `etcd`, `skydns2`, `coredns`,
+//!   `zookeeper`, `file`. HTTP backends share [`backend::http`]; the key-value ones share
+//!   [`backend::kv`].
+
+#[cfg(not(any(
+    feature = "consul",
+    feature = "consulkv",
+    feature = "_etcd2",
+    feature = "_etcd3",
+    feature = "zookeeper",
+    feature = "file"
+)))]
+compile_error!(
+    "no registry backend in this build: enable at least one of the cargo features consul, \
+     consulkv, etcd, skydns2, coredns, zookeeper, file (tls alone is not a backend)"
+);
 
 mod backend;
 mod bridge;
@@ -76,14 +91,32 @@ fn main() -> ExitCode {
     init_logging();
     match run(*config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Fail::Setup(e)) => {
             log::error!("{e}");
             ExitCode::from(1)
+        }
+        Err(Fail::Usage(e)) => {
+            eprintln!("registrator: {e}");
+            eprintln!("Usage: registrator [options] <registry URI>  (registrator -help for more)");
+            ExitCode::from(2)
         }
     }
 }
 
-fn run(config: cli::Config) -> Result<(), String> {
+/// Why the daemon did not run: a usage error found late (a registry URI's parts: exit 2), or
+/// anything else (exit 1).
+enum Fail {
+    Usage(String),
+    Setup(String),
+}
+
+impl From<String> for Fail {
+    fn from(s: String) -> Fail {
+        Fail::Setup(s)
+    }
+}
+
+fn run(config: cli::Config) -> Result<(), Fail> {
     // Signals first: SIGTERM during start-up (hostname lookup, registry retries) is a clean
     // exit too.
     let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("signal setup: {e}"))?;
@@ -99,13 +132,16 @@ fn run(config: cli::Config) -> Result<(), String> {
         })
         .map_err(|e| format!("start signal thread: {e}"))?;
 
-    let mut backend = backend::open(&config.uri)?;
+    let options = backend::Options {
+        ttl: config.ttl.map(|(ttl, _)| Duration::from_secs(ttl)),
+    };
+    let mut backend = backend::open(&config.uri, options).map_err(|e| match e {
+        backend::OpenError::Usage(m) => Fail::Usage(m),
+        backend::OpenError::Setup(m) => Fail::Setup(m),
+    })?;
     let endpoint = docker::Endpoint::from_env()?;
     if config.cleanup {
         log::warn!("-cleanup is accepted but not acted on by this version");
-    }
-    if config.ttl.is_some() {
-        log::warn!("-ttl/-ttl-refresh are accepted but no backend in this build uses them");
     }
 
     let hostname = hostname();
@@ -141,6 +177,7 @@ fn run(config: cli::Config) -> Result<(), String> {
         settings,
         config.deregister,
         config.resync,
+        config.ttl.map(|(_, refresh)| Duration::from_secs(refresh)),
     );
     thread::Builder::new()
         .name("worker".into())

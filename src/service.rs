@@ -26,7 +26,7 @@ pub struct Settings {
 }
 
 /// One service to register.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Service {
     pub id: String,
     pub name: String,

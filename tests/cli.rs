@@ -4,9 +4,21 @@
 use std::process::{Command, Output};
 
 fn registrator(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_registrator"))
-        .args(args)
+    registrator_with(&[], args)
+}
+
+fn registrator_with(env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_registrator"));
+    cmd.args(args)
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env_remove("CONSUL_HTTP_ADDR");
+    for var in ["CONSUL_CACERT", "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY"] {
+        cmd.env_remove(var);
+    }
+    for var in ["ETCD_CA_CERT_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied())
         .output()
         .expect("run the binary")
 }
@@ -53,6 +65,19 @@ fn usage_errors_exit_2_with_a_one_line_reason() {
         &["-ttl", "5", "consul://"],
         &["-retry-interval", "0", "consul://"],
         &["-nope", "consul://"],
+        // Registry URIs whose parts are wrong.
+        &["consul://127.0.0.1:notaport"],
+        &["consul://127.0.0.1:0"],
+        &["file://"],
+        &["consul-unix://"],
+        &["consulkv://127.0.0.1:8500"],
+        &["consulkv://127.0.0.1:8500/"],
+        &["consulkv-unix:///run/consul.sock"],
+        &["etcd://127.0.0.1:99999/services"],
+        &["skydns2://127.0.0.1:2379"],
+        &["coredns://127.0.0.1:2379/"],
+        &["skydns2://127.0.0.1:2379/a..b"],
+        &["zookeeper://127.0.0.1:0/services"],
     ] {
         let o = registrator(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
@@ -77,11 +102,34 @@ fn setup_errors_exit_1() {
     for (args, want) in [
         (&["bogus://x"][..], "unrecognized adapter: bogus://x"),
         (&["nocolon"], "unrecognized adapter: nocolon"),
-        (&["consul://127.0.0.1:notaport"], "bad port"),
-        (&["file://"], "no file name"),
         (&["file:///nonexistent-dir/x.json"], "does not exist"),
         // Nothing listens on port 1: the ping fails after no retries.
         (&["consul://127.0.0.1:1"], "consul: ping"),
+        (
+            &["consulkv://127.0.0.1:1/p"],
+            "consulkv http://127.0.0.1:1: ping",
+        ),
+        (&["etcd://127.0.0.1:1/p"], "etcd http://127.0.0.1:1: ping"),
+        (
+            &["etcd-legacy://127.0.0.1:1/p"],
+            "etcd-legacy http://127.0.0.1:1: ping",
+        ),
+        (
+            &["skydns2://127.0.0.1:1/local"],
+            "skydns2 http://127.0.0.1:1: ping",
+        ),
+        (
+            &["coredns://127.0.0.1:1/local"],
+            "coredns http://127.0.0.1:1: ping",
+        ),
+        (
+            &["zookeeper://127.0.0.1:1/p"],
+            "zookeeper 127.0.0.1:1: ping",
+        ),
+        (
+            &["consul-unix:///nonexistent/consul.sock"],
+            "/nonexistent/consul.sock",
+        ),
     ] {
         let o = registrator(args);
         let err = stderr(&o);
@@ -89,4 +137,42 @@ fn setup_errors_exit_1() {
         assert!(err.contains(want), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn tls_files_are_named_when_missing_or_bad() {
+    let dir = std::env::temp_dir().join(format!("rgtr-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junk = dir.join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let junk = junk.to_str().unwrap();
+    for (env, uri, want) in [
+        (
+            vec![("CONSUL_CACERT", "/nonexistent/ca.pem")],
+            "consul-tls://127.0.0.1:1",
+            "CONSUL_CACERT=/nonexistent/ca.pem: No such file",
+        ),
+        (
+            vec![("CONSUL_CACERT", junk)],
+            "consul-tls://127.0.0.1:1",
+            "no PEM certificate",
+        ),
+        (
+            vec![("CONSUL_CLIENT_CERT", junk)],
+            "consul-tls://127.0.0.1:1",
+            "CONSUL_CLIENT_CERT is set but",
+        ),
+        (
+            vec![("ETCD_CA_CERT_FILE", "/nonexistent/etcd-ca.pem")],
+            "etcd://127.0.0.1:1/p",
+            "ETCD_CA_CERT_FILE=/nonexistent/etcd-ca.pem",
+        ),
+    ] {
+        let o = registrator_with(&env, &[uri]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{env:?} {uri}: {err}");
+        assert!(err.contains(want), "{env:?} {uri}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,124 +4,45 @@
 //! when Consul would accept them.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Backend, Error, Uri};
+use super::http::{CallError, Client};
+use super::{Backend, Error, OpenError, Uri};
 use crate::docker::container::id12;
 use crate::docker::percent_encode;
 use crate::service::Service;
 
-const DEFAULT_ADDR: &str = "127.0.0.1:8500";
-const TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest response read from the agent (the service list of a busy agent).
-const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
-
 pub struct Consul {
-    base: String,
-    token: Option<String>,
-    agent: ureq::Agent,
+    http: Client,
 }
 
 impl Consul {
-    pub fn from_uri(u: &Uri) -> Result<Consul, String> {
-        if !u.path.is_empty() && u.path != "/" {
-            return Err(format!(
-                "consul: unexpected path {:?} in the registry URI (consul://host:port)",
-                u.path
-            ));
-        }
-        let env_addr = std::env::var("CONSUL_HTTP_ADDR")
-            .ok()
-            .filter(|s| !s.is_empty());
-        let addr = if u.authority.is_empty() {
-            let a = env_addr.as_deref().unwrap_or(DEFAULT_ADDR);
-            let a = a.strip_prefix("http://").unwrap_or(a).trim_end_matches('/');
-            if a.contains("://") {
-                return Err(format!(
-                    "consul: CONSUL_HTTP_ADDR {a:?}: only http://host:port or host:port here"
-                ));
-            }
-            super::check_host_port(a).map_err(|e| format!("consul: CONSUL_HTTP_ADDR: {e}"))?;
-            a.to_string()
+    /// `consul://host:port`, `consul-tls://host:port` (feature `tls`), `consul-unix:///path`.
+    pub fn from_uri(u: &Uri) -> Result<Consul, OpenError> {
+        let target = if u.scheme == "consul-unix" {
+            super::consul_target(u, Some(&u.path))?
         } else {
-            u.host_port(DEFAULT_ADDR)?
+            if !u.path.is_empty() && u.path != "/" {
+                return Err(OpenError::Usage(format!(
+                    "{}: unexpected path {:?} in the registry URI ({}://host:port)",
+                    u.scheme, u.path, u.scheme
+                )));
+            }
+            super::consul_target(u, None)?
         };
-        Ok(Consul::new(&format!("http://{addr}")))
-    }
-
-    pub fn new(base: &str) -> Consul {
-        let config = ureq::Agent::config_builder()
-            .timeout_global(Some(TIMEOUT))
-            .http_status_as_error(false)
-            // The agent is local or on the LAN: never route it (and its token) through a proxy
-            // that HTTP_PROXY/ALL_PROXY name for other programs.
-            .proxy(None)
-            .user_agent(concat!("registrator/", env!("CARGO_PKG_VERSION")))
-            .build();
-        Consul {
-            base: base.to_string(),
-            token: std::env::var("CONSUL_HTTP_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty()),
-            agent: config.into(),
-        }
-    }
-
-    fn with_token<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.token {
-            Some(t) => req.header("X-Consul-Token", t),
-            None => req,
-        }
+        let http = Client::new(&target)
+            .map_err(|e| OpenError::Setup(format!("{}: {e}", u.scheme)))?
+            .with_header("X-Consul-Token", super::consul_token());
+        Ok(Consul { http })
     }
 
     fn get(&self, path: &str) -> Result<String, CallError> {
-        let req = self.with_token(self.agent.get(format!("{}{path}", self.base)));
-        answer(req.call())
+        self.http.get(path)
     }
 
     fn put(&self, path: &str, json: Option<&[u8]>) -> Result<String, CallError> {
-        let req = self.with_token(self.agent.put(format!("{}{path}", self.base)));
-        answer(match json {
-            Some(b) => req.content_type("application/json").send(b),
-            None => req.send_empty(),
-        })
-    }
-}
-
-/// A failed call: the agent's answer (status and its words), or no answer.
-#[derive(Debug)]
-enum CallError {
-    Status(u16, String),
-    Transport(ureq::Error),
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Status(s, text) => write!(f, "HTTP {s}: {}", shorten(text.trim(), 512)),
-            CallError::Transport(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-/// The body of a 2xx answer; anything else is an error with Consul's own words.
-fn answer(
-    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-) -> Result<String, CallError> {
-    let mut resp = result.map_err(CallError::Transport)?;
-    let status = resp.status().as_u16();
-    let text = resp
-        .body_mut()
-        .with_config()
-        .limit(MAX_RESPONSE)
-        .read_to_string()
-        .unwrap_or_default();
-    if (200..300).contains(&status) {
-        Ok(text)
-    } else {
-        Err(CallError::Status(status, text))
+        self.http.put(path, json.map(|b| ("application/json", b)))
     }
 }
 
@@ -129,12 +50,12 @@ impl Backend for Consul {
     fn ping(&mut self) -> Result<(), Error> {
         let leader = self
             .get("/v1/status/leader")
-            .map_err(|e| Error(format!("consul: ping {}: {e}", self.base)))?;
+            .map_err(|e| Error(format!("consul: ping {}: {e}", self.http.shown())))?;
         let leader = leader.trim().trim_matches('"');
         if leader.is_empty() {
             return Err(Error(format!(
                 "consul: ping {}: no cluster leader",
-                self.base
+                self.http.shown()
             )));
         }
         Ok(())
@@ -163,23 +84,38 @@ impl Backend for Consul {
         }
     }
 
-    fn list(&mut self) -> Result<Vec<String>, Error> {
+    fn list(&mut self) -> Result<Vec<Service>, Error> {
         let text = self
             .get("/v1/agent/services")
             .map_err(|e| Error(format!("consul: list services: {e}")))?;
-        let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text)
+        let map: BTreeMap<String, Listed> = serde_json::from_str(&text)
             .map_err(|e| Error(format!("consul: list services: invalid JSON: {e}")))?;
-        Ok(map.into_keys().collect())
+        Ok(map
+            .into_iter()
+            .map(|(id, l)| Service {
+                id,
+                name: l.service,
+                ip: l.address,
+                port: l.port,
+                tags: l.tags.unwrap_or_default(),
+                attrs: l.meta.unwrap_or_default(),
+                ..Service::default()
+            })
+            .collect())
     }
 }
 
-/// At most `max` bytes of `s`, cut at a character boundary.
-fn shorten(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+/// One entry of `/v1/agent/services`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Listed {
+    service: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    port: u16,
+    tags: Option<Vec<String>>,
+    meta: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Serialize, Debug, PartialEq)]
@@ -545,13 +481,6 @@ mod tests {
     }
 
     #[test]
-    fn shortened_reasons_keep_whole_characters() {
-        assert_eq!(shorten("abc", 2), "ab");
-        assert_eq!(shorten("aü", 2), "a");
-        assert_eq!(shorten("ü", 512), "ü");
-    }
-
-    #[test]
     fn shell_splitting() {
         assert_eq!(split_shell("a  b\tc").unwrap(), ["a", "b", "c"]);
         assert_eq!(
@@ -565,10 +494,17 @@ mod tests {
 
     #[test]
     fn uris() {
-        let u = |s: &str| Consul::from_uri(&Uri::parse(s).unwrap()).map(|c| c.base);
+        let u =
+            |s: &str| Consul::from_uri(&Uri::parse(s).unwrap()).map(|c| c.http.shown().to_string());
         assert_eq!(u("consul://10.0.0.1:8501").unwrap(), "http://10.0.0.1:8501");
+        assert_eq!(
+            u("consul-unix:///run/consul.sock").unwrap(),
+            "unix:///run/consul.sock"
+        );
         assert!(u("consul://host:notaport").is_err());
         assert!(u("consul://host:0").is_err());
         assert!(u("consul://host/path").is_err());
+        assert!(u("consul-unix://").is_err());
+        assert!(u("consul-unix://host/x.sock").is_err());
     }
 }

@@ -132,8 +132,17 @@ impl Backend for File {
         Ok(())
     }
 
-    fn list(&mut self) -> Result<Vec<String>, Error> {
-        Ok(self.services.keys().cloned().collect())
+    /// What this run wrote (the file is rewritten from it, so nothing older survives).
+    fn list(&mut self) -> Result<Vec<Service>, Error> {
+        Ok(self
+            .services
+            .iter()
+            .map(|(id, e)| Service {
+                id: id.clone(),
+                name: e.labels.get("service").cloned().unwrap_or_default(),
+                ..Service::default()
+            })
+            .collect())
     }
 
     fn flush(&mut self) -> Result<(), Error> {

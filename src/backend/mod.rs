@@ -1,12 +1,32 @@
-//! Registry backends behind one small interface, each in its own file behind a cargo feature.
-//! [`open`] turns a registry URI into one.
+//! Registry backends behind one small interface, each in its own file (or folder, where it has a
+//! codec) behind a cargo feature. [`open`] turns a registry URI into one.
+//!
+//! - `consul` (`consul://`, `consul-unix://`, and `consul-tls://` with feature `tls`): the agent's
+//!   service catalog.
+//! - `kv`: one backend for every "key = where, value = what" layout, over a [`kv::Store`]:
+//!   Consul KV (`consulkv`), etcd v3 (`etcd`, `coredns`) and etcd v2 (`etcd-legacy`, `skydns2`).
+//! - `zookeeper`: our own client for the wire protocol, ephemeral nodes kept by a session thread.
+//! - `file`: a Prometheus `file_sd` JSON file.
 
+#[cfg(any(feature = "consulkv", feature = "_etcd3"))]
+pub mod base64;
 #[cfg(feature = "consul")]
 pub mod consul;
+#[cfg(feature = "consulkv")]
+pub mod consulkv;
+#[cfg(any(feature = "_etcd2", feature = "_etcd3"))]
+pub mod etcd;
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "_http")]
+pub mod http;
+#[cfg(feature = "_kv")]
+pub mod kv;
+#[cfg(feature = "zookeeper")]
+pub mod zookeeper;
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::service::Service;
 
@@ -18,14 +38,22 @@ pub trait Backend: Send {
     fn register(&mut self, service: &Service) -> Result<(), Error>;
     /// Removes one service. Removing one that is not there is not an error.
     fn deregister(&mut self, service: &Service) -> Result<(), Error>;
-    /// IDs of the services in the registry (for `-cleanup`, which the lifecycle work uses).
+    /// The services in this backend's part of the registry (for `-cleanup`), with as much of
+    /// each as the registry keeps: always the name and what [`Backend::deregister`] needs.
     #[allow(dead_code)]
-    fn list(&mut self) -> Result<Vec<String>, Error>;
+    fn list(&mut self) -> Result<Vec<Service>, Error>;
+    /// Called every `-ttl-refresh`: keeps what was registered from expiring (and puts back what
+    /// a registry that lost its data no longer has).
+    fn refresh(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
     /// Called after each batch of changes (one event, one sync); backends that write a whole
     /// view at once (the file) do it here.
     fn flush(&mut self) -> Result<(), Error> {
         Ok(())
     }
+    /// Called once at shutdown (a ZooKeeper session is closed here).
+    fn close(&mut self) {}
 }
 
 /// A backend failure, already carrying what was being done: `consul: register x: HTTP 400: ...`.
@@ -40,6 +68,38 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Why a registry URI could not be opened.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OpenError {
+    /// The URI itself is wrong (exit 2, like any other usage error).
+    Usage(String),
+    /// The URI is fine but this build or this host cannot serve it (exit 1).
+    Setup(String),
+}
+
+/// URI syntax errors are usage errors.
+impl From<String> for OpenError {
+    fn from(s: String) -> OpenError {
+        OpenError::Usage(s)
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Usage(s) | OpenError::Setup(s) => f.write_str(s),
+        }
+    }
+}
+
+/// What every backend gets from the command line besides its URI.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `-ttl`: for backends with expiry, how long a service lives unless refreshed.
+    #[cfg_attr(not(any(feature = "_etcd2", feature = "_etcd3")), allow(dead_code))]
+    pub ttl: Option<Duration>,
+}
+
 /// A registry URI split into its parts: `scheme://host:port/path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uri {
@@ -51,12 +111,11 @@ pub struct Uri {
 }
 
 impl Uri {
-    pub fn parse(uri: &str) -> Result<Uri, String> {
-        let (scheme, rest) = uri
-            .split_once(':')
-            .ok_or_else(|| format!("unrecognized adapter: {uri}"))?;
+    pub fn parse(uri: &str) -> Result<Uri, OpenError> {
+        let unknown = || OpenError::Setup(format!("unrecognized adapter: {uri}"));
+        let (scheme, rest) = uri.split_once(':').ok_or_else(unknown)?;
         if scheme.is_empty() {
-            return Err(format!("unrecognized adapter: {uri}"));
+            return Err(unknown());
         }
         let rest = rest.strip_prefix("//").unwrap_or(rest);
         let (authority, path) = match rest.find('/') {
@@ -71,7 +130,7 @@ impl Uri {
     }
 
     /// `host:port` from the authority, `default` when empty; checks the port.
-    #[cfg_attr(not(feature = "consul"), allow(dead_code))] // for the network backends
+    #[cfg_attr(not(feature = "_http"), allow(dead_code))]
     pub fn host_port(&self, default: &str) -> Result<String, String> {
         let a = if self.authority.is_empty() {
             default
@@ -81,10 +140,19 @@ impl Uri {
         check_host_port(a).map_err(|e| format!("{}: {e}", self.scheme))?;
         Ok(a.to_string())
     }
+
+    /// The path without its leading and trailing slashes (`/a/b/` -> `a/b`).
+    #[cfg_attr(
+        not(any(feature = "skydns2", feature = "coredns", feature = "zookeeper")),
+        allow(dead_code)
+    )]
+    pub fn trimmed_path(&self) -> &str {
+        self.path.trim_matches('/')
+    }
 }
 
 /// Accepts `host`, `host:port`, `[v6]:port`; rejects a bad or zero port.
-#[cfg_attr(not(feature = "consul"), allow(dead_code))] // for the network backends
+#[cfg_attr(not(any(feature = "_http", feature = "zookeeper")), allow(dead_code))]
 pub fn check_host_port(a: &str) -> Result<(), String> {
     let port = if let Some(rest) = a.strip_prefix('[') {
         let (_, after) = rest
@@ -106,18 +174,45 @@ pub fn check_host_port(a: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens the backend a registry URI names. The error is a one-line reason (exit status 1).
-pub fn open(uri: &str) -> Result<Box<dyn Backend>, String> {
+/// Opens the backend a registry URI names.
+pub fn open(uri: &str, options: Options) -> Result<Box<dyn Backend>, OpenError> {
     let u = Uri::parse(uri)?;
+    let _ = options;
     match u.scheme.as_str() {
         #[cfg(feature = "consul")]
-        "consul" => Ok(Box::new(consul::Consul::from_uri(&u)?)),
+        "consul" | "consul-unix" => Ok(Box::new(consul::Consul::from_uri(&u)?)),
+        #[cfg(all(feature = "consul", feature = "tls"))]
+        "consul-tls" => Ok(Box::new(consul::Consul::from_uri(&u)?)),
+        #[cfg(feature = "consulkv")]
+        "consulkv" | "consulkv-unix" => Ok(Box::new(consulkv::open(&u)?)),
+        #[cfg(feature = "etcd")]
+        "etcd" => Ok(Box::new(etcd::open_v3(
+            &u,
+            kv::Layout::path(&u.path),
+            options,
+        )?)),
+        #[cfg(feature = "etcd")]
+        "etcd-legacy" => Ok(Box::new(etcd::open_v2(
+            &u,
+            kv::Layout::path(&u.path),
+            options,
+        )?)),
+        #[cfg(feature = "skydns2")]
+        "skydns2" => Ok(Box::new(etcd::open_v2(&u, kv::Layout::dns(&u)?, options)?)),
+        #[cfg(feature = "coredns")]
+        "coredns" => Ok(Box::new(etcd::open_v3(&u, kv::Layout::dns(&u)?, options)?)),
+        #[cfg(feature = "zookeeper")]
+        "zookeeper" => Ok(Box::new(zookeeper::ZooKeeper::from_uri(&u)?)),
         #[cfg(feature = "file")]
         "file" => Ok(Box::new(file::File::from_uri(&u)?)),
-        s if KNOWN.contains(&s) => Err(format!(
+        #[cfg(all(feature = "consul", not(feature = "tls")))]
+        "consul-tls" => Err(OpenError::Setup(format!(
+            "consul-tls needs the cargo feature tls, which this build does not have: {uri}"
+        ))),
+        s if KNOWN.contains(&s) => Err(OpenError::Setup(format!(
             "adapter {s} is not in this build (rebuild with its cargo feature): {uri}"
-        )),
-        _ => Err(format!("unrecognized adapter: {uri}")),
+        ))),
+        _ => Err(OpenError::Setup(format!("unrecognized adapter: {uri}"))),
     }
 }
 
@@ -135,3 +230,84 @@ const KNOWN: &[&str] = &[
     "zookeeper",
     "file",
 ];
+
+/// `CONSUL_HTTP_TOKEN`, sent as `X-Consul-Token` and never logged.
+#[cfg(any(feature = "consul", feature = "consulkv"))]
+pub fn consul_token() -> Option<String> {
+    std::env::var("CONSUL_HTTP_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
+/// Where a Consul agent's HTTP API is, for `consul`, `consul-tls`, `consul-unix` and the KV
+/// schemes: the URI's host, else `CONSUL_HTTP_ADDR`, else 127.0.0.1:8500; for `-unix`, the
+/// socket `path` the caller split off the URI.
+#[cfg(any(feature = "consul", feature = "consulkv"))]
+pub fn consul_target(u: &Uri, socket: Option<&str>) -> Result<http::Target, OpenError> {
+    const DEFAULT_ADDR: &str = "127.0.0.1:8500";
+    if let Some(path) = socket {
+        if path.is_empty() || !u.authority.is_empty() {
+            return Err(OpenError::Usage(format!(
+                "{}: no socket path in the registry URI ({}:///path/to/consul.sock)",
+                u.scheme, u.scheme
+            )));
+        }
+        return Ok(http::Target::Unix(path.into()));
+    }
+    let tls = u.scheme.ends_with("-tls");
+    let addr = if u.authority.is_empty() {
+        let env = std::env::var("CONSUL_HTTP_ADDR")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let a = env.as_deref().unwrap_or(DEFAULT_ADDR);
+        let a = a.trim_end_matches('/');
+        let a = match (a.split_once("://"), tls) {
+            (None, _) => a,
+            (Some(("http", rest)), false) | (Some(("https", rest)), true) => rest,
+            _ => {
+                return Err(OpenError::Usage(format!(
+                    "{}: CONSUL_HTTP_ADDR {a:?}: only {}://host:port or host:port here",
+                    u.scheme,
+                    if tls { "https" } else { "http" }
+                )))
+            }
+        };
+        check_host_port(a).map_err(|e| format!("{}: CONSUL_HTTP_ADDR: {e}", u.scheme))?;
+        a.to_string()
+    } else {
+        u.host_port(DEFAULT_ADDR)?
+    };
+    #[cfg(feature = "tls")]
+    if tls {
+        return Ok(http::Target::Tls(
+            addr,
+            http::TlsFiles::from_env("CONSUL_CACERT", "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY"),
+        ));
+    }
+    Ok(http::Target::Tcp(addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_uris_are_one_line_reasons_with_their_exit_class() {
+        let err = |s: &str| open(s, Options::default()).err().expect(s);
+        assert_eq!(
+            err("nosuch://x"),
+            OpenError::Setup("unrecognized adapter: nosuch://x".into())
+        );
+        assert!(matches!(err("no-colon"), OpenError::Setup(_)));
+        #[cfg(feature = "consul")]
+        assert!(matches!(err("consul://h:99999"), OpenError::Usage(m) if m.contains("bad port")));
+        #[cfg(feature = "consulkv")]
+        assert!(matches!(err("consulkv://h:8500"), OpenError::Usage(m) if m.contains("prefix")));
+        #[cfg(feature = "skydns2")]
+        assert!(matches!(err("skydns2://h:2379"), OpenError::Usage(m) if m.contains("domain")));
+        #[cfg(feature = "coredns")]
+        assert!(matches!(err("coredns://h:2379/"), OpenError::Usage(m) if m.contains("domain")));
+        #[cfg(feature = "consul")]
+        assert!(matches!(err("consul-unix://"), OpenError::Usage(m) if m.contains("socket")));
+    }
+}

@@ -1,0 +1,77 @@
+//! etcd (spec 6.3, 6.4): the v3 JSON gateway (`etcd://`, `coredns://`) and the v2 keys API
+//! (`etcd-legacy://`, `skydns2://`), as [`Store`](super::kv::Store)s under the key layouts of
+//! [`super::kv`]. `-ttl` is a lease (v3) or a key TTL (v2), kept alive by
+//! [`Backend::refresh`](super::Backend::refresh) every `-ttl-refresh`. TLS with
+//! `ETCD_CA_CERT_FILE`, `ETCD_CERT_FILE`, `ETCD_KEY_FILE` when the `tls` feature is on.
+
+#[cfg(feature = "_etcd2")]
+pub mod v2;
+#[cfg(feature = "_etcd3")]
+pub mod v3;
+
+use super::http::{Client, Target};
+use super::{OpenError, Options, Uri};
+
+const DEFAULT_ADDR: &str = "127.0.0.1:2379";
+
+/// The client for the URI's host (default 127.0.0.1:2379), over TLS when an `ETCD_*` file is set.
+fn client(u: &Uri) -> Result<Client, OpenError> {
+    let addr = u.host_port(DEFAULT_ADDR)?;
+    let target = tls_target(u, addr)?;
+    Client::new(&target).map_err(|e| OpenError::Setup(format!("{}: {e}", u.scheme)))
+}
+
+#[cfg(feature = "tls")]
+fn tls_target(_: &Uri, addr: String) -> Result<Target, OpenError> {
+    let files =
+        super::http::TlsFiles::from_env("ETCD_CA_CERT_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE");
+    Ok(if files.is_empty() {
+        Target::Tcp(addr)
+    } else {
+        Target::Tls(addr, files)
+    })
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_target(u: &Uri, addr: String) -> Result<Target, OpenError> {
+    for var in ["ETCD_CA_CERT_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE"] {
+        if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+            return Err(OpenError::Setup(format!(
+                "{}: {var} is set but this build has no TLS (cargo feature tls)",
+                u.scheme
+            )));
+        }
+    }
+    Ok(Target::Tcp(addr))
+}
+
+/// `-ttl` in whole seconds, as etcd takes it.
+fn ttl_secs(options: Options) -> Option<u64> {
+    options.ttl.map(|d| d.as_secs().max(1))
+}
+
+#[cfg(feature = "_etcd3")]
+pub fn open_v3(
+    u: &Uri,
+    layout: super::kv::Layout,
+    options: Options,
+) -> Result<super::kv::Kv<v3::V3>, OpenError> {
+    let http = client(u)?;
+    Ok(super::kv::Kv::new(
+        v3::V3::new(http, &u.scheme, ttl_secs(options)),
+        layout,
+    ))
+}
+
+#[cfg(feature = "_etcd2")]
+pub fn open_v2(
+    u: &Uri,
+    layout: super::kv::Layout,
+    options: Options,
+) -> Result<super::kv::Kv<v2::V2>, OpenError> {
+    let http = client(u)?;
+    Ok(super::kv::Kv::new(
+        v2::V2::new(http, &u.scheme, ttl_secs(options)),
+        layout,
+    ))
+}

@@ -1,0 +1,401 @@
+//! The HTTP client the registry backends share (Consul, Consul KV, etcd): one keep-alive `ureq`
+//! agent per backend, over TCP, TLS (feature `tls`) or a Unix socket, with a bounded timeout and
+//! no proxy. Answers come back as the status's class: a 2xx body, or the server's own words.
+
+// Each backend uses the part of this client it needs: a build with fewer backends leaves some
+// of it unused. The full build checks that all of it is used.
+#![cfg_attr(
+    not(all(
+        feature = "consul",
+        feature = "consulkv",
+        feature = "etcd",
+        feature = "tls"
+    )),
+    allow(dead_code)
+)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long one call may take, connect to last byte.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer read (a busy agent's service list, a big etcd range).
+const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
+
+/// Where a registry's HTTP API is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `host:port`, plain HTTP.
+    Tcp(String),
+    /// `host:port` over TLS, with the files from the environment.
+    #[cfg(feature = "tls")]
+    Tls(String, TlsFiles),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+/// PEM files for TLS; each names the environment variable it came from, for error messages.
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsFiles {
+    pub ca: Option<(&'static str, PathBuf)>,
+    pub cert: Option<(&'static str, PathBuf)>,
+    pub key: Option<(&'static str, PathBuf)>,
+}
+
+#[cfg(feature = "tls")]
+impl TlsFiles {
+    /// The files named by the variables `ca`, `cert`, `key` (unset or empty: none).
+    pub fn from_env(ca: &'static str, cert: &'static str, key: &'static str) -> TlsFiles {
+        let var = |name: &'static str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(|v| (name, PathBuf::from(v)))
+        };
+        TlsFiles {
+            ca: var(ca),
+            cert: var(cert),
+            key: var(key),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ca.is_none() && self.cert.is_none() && self.key.is_none()
+    }
+}
+
+/// A failed call: the server's answer (status and its words), or no answer.
+#[derive(Debug)]
+pub enum CallError {
+    Status(u16, String),
+    Transport(ureq::Error),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Status(s, text) => write!(f, "HTTP {s}: {}", shorten(text.trim(), 512)),
+            CallError::Transport(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+pub fn shorten(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    /// `http://host:port`, `https://host:port`, or `http://127.0.0.1` for a socket.
+    base: String,
+    /// What the user knows it by, for messages: the URL, or `unix:///path`.
+    shown: String,
+    header: Option<(&'static str, String)>,
+}
+
+impl Client {
+    pub fn new(target: &Target) -> Result<Client, String> {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(TIMEOUT))
+            .http_status_as_error(false)
+            // Registries are local or on the LAN: never route them (and tokens) through a proxy
+            // that HTTP_PROXY/ALL_PROXY name for other programs.
+            .proxy(None)
+            .user_agent(concat!("registrator/", env!("CARGO_PKG_VERSION")));
+        Ok(match target {
+            Target::Tcp(addr) => {
+                let base = format!("http://{addr}");
+                Client {
+                    agent: config.build().into(),
+                    shown: base.clone(),
+                    base,
+                    header: None,
+                }
+            }
+            #[cfg(feature = "tls")]
+            Target::Tls(addr, files) => {
+                let tls = tls::config(files)?;
+                let base = format!("https://{addr}");
+                Client {
+                    agent: config.tls_config(tls).build().into(),
+                    shown: base.clone(),
+                    base,
+                    header: None,
+                }
+            }
+            Target::Unix(path) => Client {
+                agent: ureq::Agent::with_parts(
+                    config.build(),
+                    unix::Connector(path.clone()),
+                    ureq::unversioned::resolver::DefaultResolver::default(),
+                ),
+                // An IP literal: the resolver answers it without a lookup, and the connector
+                // ignores the address anyway.
+                base: "http://127.0.0.1".into(),
+                shown: format!("unix://{}", path.display()),
+                header: None,
+            },
+        })
+    }
+
+    /// A header sent with every request (an ACL token); its value is never logged.
+    pub fn with_header(mut self, name: &'static str, value: Option<String>) -> Client {
+        self.header = value.map(|v| (name, v));
+        self
+    }
+
+    /// The URL or socket, for messages.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    pub fn get(&self, path: &str) -> Result<String, CallError> {
+        let mut req = self.agent.get(format!("{}{path}", self.base));
+        if let Some((k, v)) = &self.header {
+            req = req.header(*k, v);
+        }
+        answer(req.call())
+    }
+
+    pub fn delete(&self, path: &str) -> Result<String, CallError> {
+        let mut req = self.agent.delete(format!("{}{path}", self.base));
+        if let Some((k, v)) = &self.header {
+            req = req.header(*k, v);
+        }
+        answer(req.call())
+    }
+
+    /// PUT with a body of `content_type` (or none).
+    pub fn put(&self, path: &str, body: Option<(&str, &[u8])>) -> Result<String, CallError> {
+        self.send(self.agent.put(format!("{}{path}", self.base)), body)
+    }
+
+    pub fn post(&self, path: &str, body: Option<(&str, &[u8])>) -> Result<String, CallError> {
+        self.send(self.agent.post(format!("{}{path}", self.base)), body)
+    }
+
+    fn send(
+        &self,
+        mut req: ureq::RequestBuilder<ureq::typestate::WithBody>,
+        body: Option<(&str, &[u8])>,
+    ) -> Result<String, CallError> {
+        if let Some((k, v)) = &self.header {
+            req = req.header(*k, v);
+        }
+        answer(match body {
+            Some((ctype, b)) => req.content_type(ctype).send(b),
+            None => req.send_empty(),
+        })
+    }
+}
+
+/// The body of a 2xx answer; anything else is an error with the server's own words.
+fn answer(
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<String, CallError> {
+    let mut resp = result.map_err(CallError::Transport)?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE)
+        .read_to_string()
+        .unwrap_or_default();
+    if (200..300).contains(&status) {
+        Ok(text)
+    } else {
+        Err(CallError::Status(status, text))
+    }
+}
+
+/// `/a b/c` -> `/a%20b/c`: each segment of a key path percent-encoded, the slashes kept.
+pub fn encode_path(path: &str) -> String {
+    path.split('/')
+        .map(crate::docker::percent_encode)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Reads a file the environment named, with the variable and path in any error.
+fn read_named(var: &str, path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{var}={}: {e}", path.display()))
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    //! rustls with the `ring` provider and only the roots the user gives (or the system's
+    //! bundle): no compiled-in root store.
+    use std::sync::Arc;
+
+    use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+
+    use super::{read_named, TlsFiles};
+
+    /// Where Debian, Alpine and most distributions keep the system's CA bundle.
+    const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+    pub fn config(files: &TlsFiles) -> Result<TlsConfig, String> {
+        let roots = match &files.ca {
+            Some((var, path)) => certificates(var, path)?,
+            None => {
+                let path = std::path::Path::new(SYSTEM_BUNDLE);
+                if !path.exists() {
+                    return Err(format!(
+                        "no CA certificate: set {} (this build carries no root certificates and {SYSTEM_BUNDLE} does not exist)",
+                        ca_var(files)
+                    ));
+                }
+                certificates("system CA bundle", path)?
+            }
+        };
+        let client = match (&files.cert, &files.key) {
+            (Some((cvar, cpath)), Some((kvar, kpath))) => {
+                let chain = certificates(cvar, cpath)?;
+                let pem = read_named(kvar, kpath)?;
+                let key = PrivateKey::from_pem(&pem).map_err(|e| {
+                    format!("{kvar}={}: no usable private key: {e}", kpath.display())
+                })?;
+                Some(ClientCert::new_with_certs(&chain, key))
+            }
+            (Some((cvar, _)), None) => {
+                return Err(format!("{cvar} is set but its key file variable is not"))
+            }
+            (None, Some((kvar, _))) => {
+                return Err(format!(
+                    "{kvar} is set but its certificate file variable is not"
+                ))
+            }
+            (None, None) => None,
+        };
+        Ok(TlsConfig::builder()
+            .root_certs(RootCerts::new_with_certs(&roots))
+            .client_cert(client)
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build())
+    }
+
+    fn ca_var(files: &TlsFiles) -> &'static str {
+        match files.cert {
+            Some(("ETCD_CERT_FILE", _)) => "ETCD_CA_CERT_FILE",
+            _ => "CONSUL_CACERT",
+        }
+    }
+
+    /// Every certificate in a PEM file; none is an error naming the file.
+    fn certificates(
+        var: &str,
+        path: &std::path::Path,
+    ) -> Result<Vec<Certificate<'static>>, String> {
+        let pem = read_named(var, path)?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            match item {
+                Ok(PemItem::Certificate(c)) => certs.push(c),
+                Ok(_) => {}
+                Err(e) => return Err(format!("{var}={}: bad PEM: {e}", path.display())),
+            }
+        }
+        if certs.is_empty() {
+            return Err(format!(
+                "{var}={}: no PEM certificate in it",
+                path.display()
+            ));
+        }
+        Ok(certs)
+    }
+}
+
+mod unix {
+    //! A ureq connector that reaches the server on a Unix socket whatever the URL's host says.
+    use std::io::{self, Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::path::PathBuf;
+
+    use ureq::unversioned::transport::{
+        Buffers, ConnectionDetails, LazyBuffers, NextTimeout, Transport,
+    };
+    use ureq::{Error, Timeout};
+
+    #[derive(Debug)]
+    pub struct Connector(pub PathBuf);
+
+    impl<In: Transport> ureq::unversioned::transport::Connector<In> for Connector {
+        type Out = Socket;
+
+        fn connect(
+            &self,
+            details: &ConnectionDetails,
+            _chained: Option<In>,
+        ) -> Result<Option<Socket>, Error> {
+            let stream = UnixStream::connect(&self.0).map_err(|e| {
+                Error::Io(io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", self.0.display()),
+                ))
+            })?;
+            let buffers = LazyBuffers::new(
+                details.config.input_buffer_size(),
+                details.config.output_buffer_size(),
+            );
+            Ok(Some(Socket { stream, buffers }))
+        }
+    }
+
+    #[derive(Debug)]
+    pub struct Socket {
+        stream: UnixStream,
+        buffers: LazyBuffers,
+    }
+
+    fn timed_out(e: io::Error, reason: Timeout) -> Error {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout(reason),
+            _ => Error::Io(e),
+        }
+    }
+
+    impl Transport for Socket {
+        fn buffers(&mut self) -> &mut dyn Buffers {
+            &mut self.buffers
+        }
+
+        fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
+            let t = timeout.for_write();
+            self.stream.set_write_timeout(t.not_zero().map(|d| *d))?;
+            let output = &self.buffers.output()[..amount];
+            self.stream
+                .write_all(output)
+                .map_err(|e| timed_out(e, t.reason))
+        }
+
+        fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
+            let t = timeout.for_read();
+            self.stream.set_read_timeout(t.not_zero().map(|d| *d))?;
+            let input = self.buffers.input_append_buf();
+            let n = loop {
+                match self.stream.read(input) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r.map_err(|e| timed_out(e, t.reason))?,
+                }
+            };
+            self.buffers.input_appended(n);
+            Ok(n > 0)
+        }
+
+        fn is_open(&mut self) -> bool {
+            // Idle and open: a non-blocking read finds nothing. EOF or stray bytes: drop it.
+            if self.stream.set_nonblocking(true).is_err() {
+                return false;
+            }
+            let mut b = [0u8; 1];
+            let open =
+                matches!(self.stream.read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+            open && self.stream.set_nonblocking(false).is_ok()
+        }
+    }
+}
