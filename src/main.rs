@@ -9,7 +9,9 @@
 //!   (docker::EventStream)                   ├──> mpsc ──> worker thread (bridge::Bridge)
 //!   main thread ──Msg::Shutdown─────────────┘             owns docker::Client, the backend,
 //!        ^                                                and what is registered
-//!        └── mpsc <── signals thread (SIGTERM, SIGINT)
+//!        └── mpsc <── signals thread (SIGTERM, SIGINT)      │ (ZooKeeper only)
+//!                                                         zookeeper thread: pings the
+//!                                                         session, reconnects, re-creates
 //! ```
 //!
 //! - **events** ([`watcher`]): holds the `/events` subscription, reconnects with backoff
@@ -19,6 +21,9 @@
 //!   events are handled in the engine's order. Inspects containers over its own kept-alive
 //!   connection, turns them into services with the pure [`service::services`], and calls the
 //!   [`backend::Backend`]. `-resync` and `-ttl-refresh` are deadlines in its `recv_timeout`.
+//! - **zookeeper** ([`backend::zookeeper`], that backend only): keeps the session alive with
+//!   pings, reconnects with backoff, and creates the ephemeral nodes again in a new session. It
+//!   shares the connection with the worker under one lock.
 //! - **signals**: turns SIGTERM/SIGINT into a message to main.
 //! - **main**: parses the command line ([`cli`]), pings the registry (with `-retry-*`, its
 //!   pauses cut short by a signal), starts the worker and events threads, then waits for a
@@ -139,6 +144,12 @@ fn run(config: cli::Config) -> Result<(), Fail> {
         backend::OpenError::Usage(m) => Fail::Usage(m),
         backend::OpenError::Setup(m) => Fail::Setup(m),
     })?;
+    if config.ttl.is_some() && !backend::expires(&config.uri) {
+        log::warn!(
+            "-ttl/-ttl-refresh only apply to etcd, etcd-legacy, skydns2 and coredns; ignored for {}",
+            config.uri
+        );
+    }
     let endpoint = docker::Endpoint::from_env()?;
     if config.cleanup {
         log::warn!("-cleanup is accepted but not acted on by this version");

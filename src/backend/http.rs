@@ -34,13 +34,15 @@ pub enum Target {
     Unix(PathBuf),
 }
 
-/// PEM files for TLS; each names the environment variable it came from, for error messages.
+/// PEM files for TLS, with the environment variables they come from, for error messages.
 #[cfg(feature = "tls")]
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
-    pub ca: Option<(&'static str, PathBuf)>,
-    pub cert: Option<(&'static str, PathBuf)>,
-    pub key: Option<(&'static str, PathBuf)>,
+    /// The variables: CA, client certificate, client key.
+    pub vars: [&'static str; 3],
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 #[cfg(feature = "tls")]
@@ -50,9 +52,10 @@ impl TlsFiles {
         let var = |name: &'static str| {
             std::env::var_os(name)
                 .filter(|v| !v.is_empty())
-                .map(|v| (name, PathBuf::from(v)))
+                .map(PathBuf::from)
         };
         TlsFiles {
+            vars: [ca, cert, key],
             ca: var(ca),
             cert: var(cert),
             key: var(key),
@@ -204,12 +207,13 @@ fn answer(
         .body_mut()
         .with_config()
         .limit(MAX_RESPONSE)
-        .read_to_string()
-        .unwrap_or_default();
-    if (200..300).contains(&status) {
-        Ok(text)
-    } else {
-        Err(CallError::Status(status, text))
+        .read_to_string();
+    match text {
+        Ok(text) if (200..300).contains(&status) => Ok(text),
+        Ok(text) => Err(CallError::Status(status, text)),
+        // A success whose body did not arrive whole is not a success.
+        Err(e) if (200..300).contains(&status) => Err(CallError::Transport(e)),
+        Err(e) => Err(CallError::Status(status, format!("(body unreadable: {e})"))),
     }
 }
 
@@ -240,37 +244,38 @@ mod tls {
     const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
     pub fn config(files: &TlsFiles) -> Result<TlsConfig, String> {
+        let [ca_var, cert_var, key_var] = files.vars;
+        let client = match (&files.cert, &files.key) {
+            (Some(cpath), Some(kpath)) => {
+                let chain = certificates(cert_var, cpath)?;
+                let pem = read_named(key_var, kpath)?;
+                let key = PrivateKey::from_pem(&pem).map_err(|e| {
+                    format!("{key_var}={}: no usable private key: {e}", kpath.display())
+                })?;
+                check_pair(&chain, &pem).map_err(|e| {
+                    format!(
+                        "{cert_var}={} and {key_var}={}: {e}",
+                        cpath.display(),
+                        kpath.display()
+                    )
+                })?;
+                Some(ClientCert::new_with_certs(&chain, key))
+            }
+            (Some(_), None) => return Err(format!("{cert_var} is set but {key_var} is not")),
+            (None, Some(_)) => return Err(format!("{key_var} is set but {cert_var} is not")),
+            (None, None) => None,
+        };
         let roots = match &files.ca {
-            Some((var, path)) => certificates(var, path)?,
+            Some(path) => certificates(ca_var, path)?,
             None => {
                 let path = std::path::Path::new(SYSTEM_BUNDLE);
                 if !path.exists() {
                     return Err(format!(
-                        "no CA certificate: set {} (this build carries no root certificates and {SYSTEM_BUNDLE} does not exist)",
-                        ca_var(files)
+                        "no CA certificate: set {ca_var} (this build carries no root certificates and {SYSTEM_BUNDLE} does not exist)"
                     ));
                 }
-                certificates("system CA bundle", path)?
+                certificates("the system CA bundle", path)?
             }
-        };
-        let client = match (&files.cert, &files.key) {
-            (Some((cvar, cpath)), Some((kvar, kpath))) => {
-                let chain = certificates(cvar, cpath)?;
-                let pem = read_named(kvar, kpath)?;
-                let key = PrivateKey::from_pem(&pem).map_err(|e| {
-                    format!("{kvar}={}: no usable private key: {e}", kpath.display())
-                })?;
-                Some(ClientCert::new_with_certs(&chain, key))
-            }
-            (Some((cvar, _)), None) => {
-                return Err(format!("{cvar} is set but its key file variable is not"))
-            }
-            (None, Some((kvar, _))) => {
-                return Err(format!(
-                    "{kvar} is set but its certificate file variable is not"
-                ))
-            }
-            (None, None) => None,
         };
         Ok(TlsConfig::builder()
             .root_certs(RootCerts::new_with_certs(&roots))
@@ -279,11 +284,19 @@ mod tls {
             .build())
     }
 
-    fn ca_var(files: &TlsFiles) -> &'static str {
-        match files.cert {
-            Some(("ETCD_CERT_FILE", _)) => "ETCD_CA_CERT_FILE",
-            _ => "CONSUL_CACERT",
-        }
+    /// What rustls will insist on when it first connects (ureq would panic there): the key loads
+    /// and belongs to the first certificate.
+    fn check_pair(chain: &[Certificate<'static>], key_pem: &[u8]) -> Result<(), String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| e.to_string())?;
+        let chain = chain
+            .iter()
+            .map(|c| CertificateDer::from(c.der().to_vec()))
+            .collect();
+        rustls::sign::CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())
+            .map(drop)
+            .map_err(|e| format!("not a usable certificate and key pair: {e}"))
     }
 
     /// Every certificate in a PEM file; none is an error naming the file.
@@ -352,6 +365,14 @@ mod unix {
         buffers: LazyBuffers,
     }
 
+    /// The time left for one read or write; none left is a timeout now.
+    fn left(t: NextTimeout) -> Result<Option<std::time::Duration>, Error> {
+        match t.not_zero() {
+            _ if t.after.is_zero() => Err(Error::Timeout(t.reason)),
+            d => Ok(d.map(|d| *d)),
+        }
+    }
+
     fn timed_out(e: io::Error, reason: Timeout) -> Error {
         match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout(reason),
@@ -366,7 +387,7 @@ mod unix {
 
         fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
             let t = timeout.for_write();
-            self.stream.set_write_timeout(t.not_zero().map(|d| *d))?;
+            self.stream.set_write_timeout(left(t)?)?;
             let output = &self.buffers.output()[..amount];
             self.stream
                 .write_all(output)
@@ -375,7 +396,7 @@ mod unix {
 
         fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
             let t = timeout.for_read();
-            self.stream.set_read_timeout(t.not_zero().map(|d| *d))?;
+            self.stream.set_read_timeout(left(t)?)?;
             let input = self.buffers.input_append_buf();
             let n = loop {
                 match self.stream.read(input) {

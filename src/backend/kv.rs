@@ -2,7 +2,7 @@
 //! etcd v3 and v2, and the SkyDNS 2 / CoreDNS layout on top of etcd. A [`Layout`] says which key
 //! and value a service gets; a [`Store`] speaks one store's API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Backend, Error, Uri};
 use crate::service::Service;
@@ -133,6 +133,10 @@ pub struct Kv<S: Store> {
     layout: Layout,
     /// Every key this daemon put and its value: what a refresh keeps alive or puts back.
     put: BTreeMap<String, String>,
+    /// Keys whose put or delete failed: tried again at each refresh (with `-ttl`), so a key
+    /// that should be gone is not kept alive, and one that should be there comes back.
+    unput: BTreeSet<String>,
+    undeleted: BTreeSet<String>,
 }
 
 impl<S: Store> Kv<S> {
@@ -141,6 +145,8 @@ impl<S: Store> Kv<S> {
             store,
             layout,
             put: BTreeMap::new(),
+            unput: BTreeSet::new(),
+            undeleted: BTreeSet::new(),
         }
     }
 }
@@ -168,20 +174,27 @@ impl<S: Store> Backend for Kv<S> {
                 }
             }
         }
-        self.store
-            .put(&key, &value)
-            .map_err(|e| Error(format!("{}: register {}: {e}", self.store.name(), s.id)))?;
+        self.undeleted.remove(&key);
+        let result = self.store.put(&key, &value);
+        if result.is_err() {
+            self.unput.insert(key.clone());
+        } else {
+            self.unput.remove(&key);
+        }
         self.put.insert(key, value);
-        Ok(())
+        result.map_err(|e| Error(format!("{}: register {}: {e}", self.store.name(), s.id)))
     }
 
     fn deregister(&mut self, s: &Service) -> Result<(), Error> {
         let key = self.layout.key(s);
-        self.store
-            .delete(&key)
-            .map_err(|e| Error(format!("{}: deregister {}: {e}", self.store.name(), s.id)))?;
+        // No longer wanted whatever happens: a refresh must not keep it alive.
         self.put.remove(&key);
-        Ok(())
+        self.unput.remove(&key);
+        let result = self.store.delete(&key);
+        if result.is_err() {
+            self.undeleted.insert(key);
+        }
+        result.map_err(|e| Error(format!("{}: deregister {}: {e}", self.store.name(), s.id)))
     }
 
     fn list(&mut self) -> Result<Vec<Service>, Error> {
@@ -197,9 +210,26 @@ impl<S: Store> Backend for Kv<S> {
     }
 
     fn refresh(&mut self) -> Result<(), Error> {
+        let name = self.store.name().to_string();
+        for key in std::mem::take(&mut self.undeleted) {
+            if let Err(e) = self.store.delete(&key) {
+                let err = Error(format!("{name}: delete {key} again: {e}"));
+                self.undeleted.insert(key);
+                return Err(err);
+            }
+        }
+        for key in std::mem::take(&mut self.unput) {
+            let Some(value) = self.put.get(&key) else {
+                continue;
+            };
+            if let Err(e) = self.store.put(&key, value) {
+                self.unput.insert(key.clone());
+                return Err(Error(format!("{name}: put {key} again: {e}")));
+            }
+        }
         self.store
             .refresh(&self.put)
-            .map_err(|e| Error(format!("{}: refresh: {e}", self.store.name())))
+            .map_err(|e| Error(format!("{name}: refresh: {e}")))
     }
 }
 
@@ -283,11 +313,12 @@ mod tests {
         assert!(!dns_safe(&"a".repeat(64)));
     }
 
-    /// A store in memory, to check what the backend asks of it.
+    /// A store in memory, to check what the backend asks of it; `down` fails every call.
     #[derive(Default)]
     struct Mem {
         keys: BTreeMap<String, String>,
         refreshed: Vec<usize>,
+        down: bool,
     }
 
     impl Store for Mem {
@@ -298,10 +329,16 @@ mod tests {
             Ok(())
         }
         fn put(&mut self, k: &str, v: &str) -> Result<(), String> {
+            if self.down {
+                return Err("down".into());
+            }
             self.keys.insert(k.into(), v.into());
             Ok(())
         }
         fn delete(&mut self, k: &str) -> Result<(), String> {
+            if self.down {
+                return Err("down".into());
+            }
             self.keys.remove(k);
             Ok(())
         }
@@ -314,9 +351,34 @@ mod tests {
                 .collect())
         }
         fn refresh(&mut self, all: &BTreeMap<String, String>) -> Result<(), String> {
+            if self.down {
+                return Err("down".into());
+            }
             self.refreshed.push(all.len());
             Ok(())
         }
+    }
+
+    #[test]
+    fn failed_puts_and_deletes_are_tried_again_at_refresh() {
+        let mut kv = Kv::new(Mem::default(), Layout::path("/svc"));
+        let a = svc();
+        let b = Service {
+            id: "host:web:80".into(),
+            name: "web".into(),
+            ..svc()
+        };
+        kv.register(&a).unwrap();
+        kv.store.down = true;
+        assert!(kv.register(&b).is_err());
+        assert!(kv.deregister(&a).is_err());
+        assert!(kv.refresh().is_err());
+        kv.store.down = false;
+        kv.refresh().unwrap();
+        let keys: Vec<_> = kv.store.keys.keys().cloned().collect();
+        assert_eq!(keys, ["/svc/web/host:web:80"], "a deleted, b put");
+        // Only b is kept alive.
+        assert_eq!(kv.store.refreshed, [1]);
     }
 
     #[test]

@@ -216,6 +216,16 @@ pub fn open(uri: &str, options: Options) -> Result<Box<dyn Backend>, OpenError> 
     }
 }
 
+/// Does the URI name a registry where `-ttl` means something (entries that expire)?
+pub fn expires(uri: &str) -> bool {
+    Uri::parse(uri).is_ok_and(|u| {
+        matches!(
+            u.scheme.as_str(),
+            "etcd" | "etcd-legacy" | "skydns2" | "coredns"
+        )
+    })
+}
+
 /// Every scheme the project knows, compiled in or not.
 const KNOWN: &[&str] = &[
     "consul",

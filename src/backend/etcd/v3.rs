@@ -208,7 +208,10 @@ impl Store for V3 {
         let lease = if alive {
             self.lease.clone().unwrap_or_default()
         } else {
-            self.grant(ttl)?
+            let l = self.grant(ttl)?;
+            // Until every key is on the new lease, the next refresh puts them all again.
+            self.regranted = true;
+            l
         };
         for (key, value) in all {
             self.put_with(key, value, Some(&lease))

@@ -116,7 +116,10 @@ impl ZooKeeper {
             .name("zookeeper".into())
             .spawn(move || keep(&session, &rx, &shown))
         {
-            Ok(h) => self.keeper = Some((tx, h)),
+            Ok(h) => {
+                self.keeper = Some((tx, h));
+                self.lock().background = true;
+            }
             Err(e) => log::error!("{}: cannot start the session thread: {e}", self.shown),
         }
     }
@@ -149,14 +152,21 @@ fn keep(session: &Mutex<Session>, stop: &mpsc::Receiver<()>, shown: &str) {
             _ => return,
         }
         let mut s = lock(session);
-        let result = if s.conn.is_some() {
-            s.ping()
+        let reconnecting = s.conn.is_none();
+        let result = if !reconnecting {
+            s.ping().and_then(|()| {
+                if s.pending.is_empty() && s.gone.is_empty() {
+                    Ok(())
+                } else {
+                    s.settle()
+                }
+            })
         } else {
             s.connect()
         };
         match result {
             Ok(()) => {
-                if failing {
+                if reconnecting {
                     log::info!("{shown}: connected again (session 0x{:x})", s.id);
                 }
                 failing = false;
@@ -206,6 +216,8 @@ impl Answer {
 
 struct Session {
     addrs: Vec<String>,
+    /// The address to try first on the next connect (the one that last worked).
+    next_addr: usize,
     conn: Option<Conn>,
     id: i64,
     passwd: Vec<u8>,
@@ -213,111 +225,189 @@ struct Session {
     timeout: Duration,
     last_zxid: i64,
     xid: i32,
-    /// Every ephemeral node wanted, with its body: created again in a new session.
+    /// The session thread runs: while disconnected, calls fail at once (it reconnects).
+    background: bool,
+    /// Every ephemeral node wanted, with its body.
     nodes: BTreeMap<String, Vec<u8>>,
+    /// Wanted nodes not known to exist in this session (a create failed, or the session is
+    /// new): created when the connection allows.
+    pending: BTreeSet<String>,
     /// Nodes deregistered while the connection was down: deleted when it is back.
     gone: BTreeSet<String>,
 }
+
+/// What [`read_frame`] says when the server hangs up.
+const CLOSED: &str = "the server closed the connection";
 
 impl Session {
     fn new(addrs: Vec<String>) -> Session {
         Session {
             addrs,
+            next_addr: 0,
             conn: None,
             id: 0,
             passwd: Vec::new(),
             timeout: Duration::from_millis(SESSION_TIMEOUT_MS as u64),
             last_zxid: 0,
             xid: 0,
+            background: false,
             nodes: BTreeMap::new(),
+            pending: BTreeSet::new(),
             gone: BTreeSet::new(),
         }
     }
 
-    fn open_stream(&self) -> Result<TcpStream, String> {
-        let mut last = String::from("no address");
-        for a in &self.addrs {
-            let sockaddrs = match a.to_socket_addrs() {
-                Ok(s) => s,
-                Err(e) => {
-                    last = format!("{a}: {e}");
-                    continue;
-                }
-            };
-            for sa in sockaddrs {
-                match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
-                    Ok(s) => return Ok(s),
-                    Err(e) => last = format!("connect {a}: {e}"),
-                }
+    /// How long to wait for an answer: two thirds of the session timeout, so a dead connection
+    /// is noticed while the session can still be resumed elsewhere.
+    fn read_timeout(&self) -> Duration {
+        self.timeout * 2 / 3
+    }
+
+    fn open_stream(&self, addr: &str) -> Result<TcpStream, String> {
+        let mut last = format!("{addr}: no address");
+        let sockaddrs = addr.to_socket_addrs().map_err(|e| format!("{addr}: {e}"))?;
+        for sa in sockaddrs {
+            match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = format!("connect {addr}: {e}"),
             }
         }
         Err(last)
     }
 
-    /// Connects and resumes the session, or starts a new one (creating every node again) when
-    /// the old one is gone. Also deletes the nodes deregistered while disconnected.
+    /// Connects (trying every server, starting with the last good one) and resumes the session
+    /// or starts a new one; then creates what is pending and deletes what went meanwhile.
     fn connect(&mut self) -> Result<(), String> {
         self.conn = None;
         let old = self.id;
-        let stream = self.open_stream()?;
-        stream
-            .set_read_timeout(Some(self.timeout))
-            .and_then(|()| stream.set_write_timeout(Some(self.timeout)))
-            .map_err(|e| format!("socket setup: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let mut conn = Conn {
-            stream,
-            frames: Frames::default(),
-        };
-        let hello =
-            codec::connect_request(self.last_zxid, SESSION_TIMEOUT_MS, self.id, &self.passwd);
-        conn.stream
-            .write_all(&hello)
-            .map_err(|e| format!("handshake: {e}"))?;
-        let frame = read_frame(&mut conn).map_err(|e| format!("handshake: {e}"))?;
-        let c = codec::connect_response(&frame).map_err(|e| format!("handshake: {e}"))?;
-        if c.timeout_ms <= 0 && self.id == 0 {
-            return Err("handshake: the server granted no session".into());
+        let n = self.addrs.len().max(1);
+        let mut last = String::from("no server address");
+        let mut connected = false;
+        for i in 0..n {
+            let at = (self.next_addr + i) % n;
+            match self.handshake(at) {
+                Ok(()) => {
+                    self.next_addr = at;
+                    connected = true;
+                    break;
+                }
+                Err(e) => last = e,
+            }
         }
-        if c.timeout_ms <= 0 {
-            // The server no longer knows the session: start a new one.
-            log::warn!(
-                "zookeeper: session 0x{:x} expired; starting a new one",
-                self.id
-            );
-            self.id = 0;
-            self.passwd.clear();
-            return self.connect();
+        if !connected {
+            return Err(last);
         }
-        self.id = c.session_id;
-        self.passwd = c.passwd;
-        self.timeout = Duration::from_millis(c.timeout_ms as u64);
-        let _ = conn.stream.set_read_timeout(Some(self.timeout));
-        self.conn = Some(conn);
         if self.id != old {
             log::info!(
                 "zookeeper: session 0x{:x} (timeout {:?})",
                 self.id,
                 self.timeout
             );
-            // Nodes deregistered meanwhile died with the old session.
+            // Nodes deregistered meanwhile died with the old session; every wanted node is
+            // created in the new one.
             self.gone.clear();
-            if !self.nodes.is_empty() {
-                let nodes = self.nodes.clone();
-                for (path, body) in &nodes {
-                    self.create_node(path, body)?;
-                }
-                log::info!(
-                    "zookeeper: created {} nodes again in the new session",
-                    nodes.len()
-                );
-            }
+            self.pending = self.nodes.keys().cloned().collect();
         }
+        self.settle()
+    }
+
+    /// One server: TCP, then the session handshake. A session the server no longer knows, or a
+    /// server that hangs up on our zxid (it lost its data), gets a new session.
+    fn handshake(&mut self, at: usize) -> Result<(), String> {
+        let addr = self.addrs.get(at).cloned().unwrap_or_default();
+        for _ in 0..3 {
+            let stream = self.open_stream(&addr)?;
+            let t = self.read_timeout();
+            stream
+                .set_read_timeout(Some(t))
+                .and_then(|()| stream.set_write_timeout(Some(t)))
+                .map_err(|e| format!("{addr}: socket setup: {e}"))?;
+            let _ = stream.set_nodelay(true);
+            let mut conn = Conn {
+                stream,
+                frames: Frames::default(),
+            };
+            let hello =
+                codec::connect_request(self.last_zxid, SESSION_TIMEOUT_MS, self.id, &self.passwd);
+            let answer = conn
+                .stream
+                .write_all(&hello)
+                .map_err(|e| e.to_string())
+                .and_then(|()| read_frame(&mut conn, t));
+            let frame = match answer {
+                Ok(f) => f,
+                Err(e) if e == CLOSED && (self.last_zxid != 0 || self.id != 0) => {
+                    log::warn!(
+                        "zookeeper: {addr} hung up on session 0x{:x} (zxid 0x{:x}); it may have lost its data: starting a new session",
+                        self.id,
+                        self.last_zxid
+                    );
+                    self.new_session();
+                    continue;
+                }
+                Err(e) => return Err(format!("{addr}: handshake: {e}")),
+            };
+            let c =
+                codec::connect_response(&frame).map_err(|e| format!("{addr}: handshake: {e}"))?;
+            if c.timeout_ms <= 0 {
+                if self.id == 0 {
+                    return Err(format!("{addr}: handshake: the server granted no session"));
+                }
+                log::warn!(
+                    "zookeeper: session 0x{:x} expired; starting a new one",
+                    self.id
+                );
+                self.new_session();
+                continue;
+            }
+            self.id = c.session_id;
+            self.passwd = c.passwd;
+            self.timeout = Duration::from_millis(c.timeout_ms as u64);
+            let _ = conn.stream.set_read_timeout(Some(self.read_timeout()));
+            self.conn = Some(conn);
+            return Ok(());
+        }
+        Err(format!("{addr}: handshake: no session after three tries"))
+    }
+
+    fn new_session(&mut self) {
+        self.id = 0;
+        self.passwd.clear();
+        self.last_zxid = 0;
+    }
+
+    /// Creates the pending nodes and deletes the gone ones. A node the server refuses stays
+    /// pending (logged); a lost connection stops it all.
+    fn settle(&mut self) -> Result<(), String> {
         for path in std::mem::take(&mut self.gone) {
             if let Err(e) = self.delete_node(&path) {
                 self.gone.insert(path);
-                return Err(e);
+                if self.conn.is_none() {
+                    return Err(e);
+                }
+                log::warn!("zookeeper: {e}");
             }
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut created = 0;
+        for path in &pending {
+            let Some(body) = self.nodes.get(path).cloned() else {
+                continue;
+            };
+            match self.create_node(path, &body) {
+                Ok(()) => created += 1,
+                Err(e) => {
+                    self.pending.insert(path.clone());
+                    if self.conn.is_none() {
+                        self.pending.extend(pending.iter().cloned());
+                        return Err(e);
+                    }
+                    log::warn!("zookeeper: {e}");
+                }
+            }
+        }
+        if created > 0 {
+            log::info!("zookeeper: created {created} pending nodes");
         }
         Ok(())
     }
@@ -326,6 +416,11 @@ impl Session {
     /// call or the session thread connects again).
     fn call(&mut self, what: &str, build: impl FnOnce(i32) -> Vec<u8>) -> Result<Answer, String> {
         if self.conn.is_none() {
+            if self.background {
+                return Err(format!(
+                    "{what}: not connected (reconnecting in the background)"
+                ));
+            }
             self.connect()?;
         }
         self.xid = self.xid.wrapping_add(1).max(1);
@@ -334,8 +429,7 @@ impl Session {
         match result {
             Ok(a) if a.err == codec::SESSION_EXPIRED => {
                 self.conn = None;
-                self.id = 0;
-                self.passwd.clear();
+                self.new_session();
                 Err(format!("{what}: session expired"))
             }
             Ok(a) => Ok(a),
@@ -349,8 +443,9 @@ impl Session {
     fn exchange(&mut self, xid: i32, frame: &[u8]) -> Result<Answer, String> {
         let conn = self.conn.as_mut().ok_or("not connected")?;
         conn.stream.write_all(frame).map_err(|e| e.to_string())?;
+        let t = self.timeout * 2 / 3;
         loop {
-            let frame = read_frame(conn)?;
+            let frame = read_frame(conn, t)?;
             let r = codec::reply(&frame).map_err(|e| e.to_string())?;
             if r.zxid > 0 {
                 self.last_zxid = self.last_zxid.max(r.zxid);
@@ -372,13 +467,14 @@ impl Session {
     }
 
     fn ping(&mut self) -> Result<(), String> {
+        let t = self.read_timeout();
         let conn = self.conn.as_mut().ok_or("not connected")?;
         let result = conn
             .stream
             .write_all(&codec::ping())
             .map_err(|e| e.to_string())
             .and_then(|()| loop {
-                let frame = read_frame(conn)?;
+                let frame = read_frame(conn, t)?;
                 let r = codec::reply(&frame).map_err(|e| e.to_string())?;
                 if r.xid == codec::XID_PING {
                     return Ok(r.err);
@@ -389,7 +485,7 @@ impl Session {
             Ok(err) => {
                 self.conn = None;
                 if err == codec::SESSION_EXPIRED {
-                    self.id = 0;
+                    self.new_session();
                 }
                 Err(format!("ping: {}", codec::error_name(err)))
             }
@@ -485,14 +581,14 @@ impl Session {
             .set_read_timeout(Some(Duration::from_millis(300)));
         self.xid = self.xid.wrapping_add(1).max(1);
         if conn.stream.write_all(&codec::close(self.xid)).is_ok() {
-            let _ = read_frame(&mut conn);
+            let _ = read_frame(&mut conn, Duration::from_millis(300));
         }
         log::info!("zookeeper: session 0x{:x} closed", self.id);
     }
 }
 
-/// Reads until one whole frame is there.
-fn read_frame(conn: &mut Conn) -> Result<Vec<u8>, String> {
+/// Reads until one whole frame is there; `timeout` is what the socket's read timeout is.
+fn read_frame(conn: &mut Conn, timeout: Duration) -> Result<Vec<u8>, String> {
     let mut buf = [0u8; 4096];
     loop {
         if let Some(f) = conn.frames.next().map_err(|e| e.to_string())? {
@@ -501,10 +597,18 @@ fn read_frame(conn: &mut Conn) -> Result<Vec<u8>, String> {
         match conn.stream.read(&mut buf) {
             Ok(0) => {
                 conn.frames.clear();
-                return Err("server closed the connection".into());
+                return Err(CLOSED.into());
             }
             Ok(n) => conn.frames.push(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!("no answer within {timeout:?}"));
+            }
             Err(e) => return Err(e.to_string()),
         }
     }
@@ -541,7 +645,12 @@ impl Backend for ZooKeeper {
             let mut session = self.lock();
             session.gone.remove(&path);
             let r = session.create_node(&path, &body);
-            // Wanted even if the server is away now: the reconnect creates it.
+            // Wanted even if the server is away now: the session thread creates it.
+            if r.is_err() {
+                session.pending.insert(path.clone());
+            } else {
+                session.pending.remove(&path);
+            }
             session.nodes.insert(path.clone(), body);
             r
         };
@@ -553,6 +662,7 @@ impl Backend for ZooKeeper {
         let result = {
             let mut session = self.lock();
             session.nodes.remove(&path);
+            session.pending.remove(&path);
             let r = session.delete_node(&path);
             if r.is_err() {
                 session.gone.insert(path);
@@ -599,12 +709,24 @@ impl Backend for ZooKeeper {
     }
 
     fn close(&mut self) {
-        // Stop the session thread first, so nothing reconnects after the close.
-        if let Some((tx, handle)) = self.keeper.take() {
-            drop(tx);
-            let _ = handle.join();
+        // Stop the session thread (it sees the closed channel at its next wake-up; not waited
+        // for: it may be in a reconnect, and shutdown must stay quick).
+        self.keeper.take();
+        // Close the session unless the session thread holds it for a while (a reconnect):
+        // then the nodes go with the session timeout instead.
+        for _ in 0..30 {
+            match self.session.try_lock() {
+                Ok(mut s) => return s.close(),
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner().close(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    thread::sleep(Duration::from_millis(10))
+                }
+            }
         }
-        self.lock().close();
+        log::warn!(
+            "{}: busy reconnecting; the session is left to time out",
+            self.shown
+        );
     }
 }
 
