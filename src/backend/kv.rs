@@ -359,15 +359,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn failed_puts_and_deletes_are_tried_again_at_refresh() {
-        let mut kv = Kv::new(Mem::default(), Layout::path("/svc"));
-        let a = svc();
+    /// A backend on a memory store, and two services for it.
+    fn two() -> (Kv<Mem>, Service, Service) {
         let b = Service {
             id: "host:web:80".into(),
             name: "web".into(),
             ..svc()
         };
+        (Kv::new(Mem::default(), Layout::path("/svc")), svc(), b)
+    }
+
+    #[test]
+    fn failed_puts_and_deletes_are_tried_again_at_refresh() {
+        let (mut kv, a, b) = two();
         kv.register(&a).unwrap();
         kv.store.down = true;
         assert!(kv.register(&b).is_err());
@@ -383,13 +387,7 @@ mod tests {
 
     #[test]
     fn backend_puts_lists_refreshes_and_deletes() {
-        let mut kv = Kv::new(Mem::default(), Layout::path("/svc"));
-        let a = svc();
-        let b = Service {
-            id: "host:web:80".into(),
-            name: "web".into(),
-            ..svc()
-        };
+        let (mut kv, a, b) = two();
         kv.register(&a).unwrap();
         kv.register(&b).unwrap();
         kv.store.put("/elsewhere/x/y", "1.1.1.1:1").unwrap();
