@@ -179,6 +179,19 @@ fn run(config: cli::Config) -> Result<(), Fail> {
         log::info!("{}: shutting down", signal_name(sig));
         return Ok(());
     }
+    // What the registry already holds, and how much of it has this host's IDs (what
+    // `-cleanup` would look at).
+    match backend.list() {
+        Ok(held) => {
+            let prefix = format!("{}:", settings.hostname);
+            let mine = held.iter().filter(|s| s.id.starts_with(&prefix)).count();
+            log::info!(
+                "the registry holds {} services here, {mine} with this host's IDs",
+                held.len()
+            );
+        }
+        Err(e) => log::warn!("{e}"),
+    }
 
     let (tx, rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();

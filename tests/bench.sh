@@ -9,13 +9,15 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 target=x86_64-unknown-linux-musl
-if rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+# The default build has TLS, whose `ring` compiles C: a musl build needs musl-gcc (musl-tools).
+export CC_x86_64_unknown_linux_musl=musl-gcc
+if rustup target list --installed 2>/dev/null | grep -qx "$target" && command -v musl-gcc >/dev/null; then
     cargo build -q --release --target "$target" --no-default-features --features consul
     cp "target/$target/release/registrator" target/registrator-consul-only
     cargo build -q --release --target "$target"
     bin="target/$target/release/registrator"
 else
-    echo "note: $target not installed; measuring the glibc build" >&2
+    echo "note: $target or musl-gcc not installed; measuring the glibc build" >&2
     cargo build -q --release --no-default-features --features consul
     cp target/release/registrator target/registrator-consul-only
     cargo build -q --release

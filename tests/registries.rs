@@ -33,6 +33,24 @@ fn tls(file: &str) -> String {
     format!("{}/{file}", env("RGTR_TLS_DIR"))
 }
 
+/// What a second daemon on the same registry says at start that the registry holds: (all,
+/// with this host's IDs). It runs with `-explicit`, so it registers nothing of its own.
+fn listed(env: &[(&str, &str)], uri: &str) -> (usize, usize) {
+    let d = Daemon::spawn(env, &["-explicit", uri]);
+    let line = wait_for("the registry's listing at start", Some(&d), || {
+        d.log()
+            .lines()
+            .find(|l| l.contains("the registry holds"))
+            .map(String::from)
+    });
+    let nums: Vec<usize> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(nums.len(), 2, "{line}");
+    (nums[0], nums[1])
+}
+
 // ------------------------------------------------------------------ etcd --
 
 /// Every key under `prefix` in the plain etcd, through the v3 gateway: key -> (value, lease).
@@ -130,6 +148,7 @@ fn etcd_v3_keys_values_and_removal() {
             .map(drop)
     });
     assert_eq!(etcd3("/v3test/")[&key].1, "", "no lease without -ttl");
+    assert_eq!(listed(&[], &etcd_uri("etcd", "/v3test")), (1, 1));
     docker(&["rm", "-f", "alpha"]);
     wait_for("the key to go", Some(&d), || {
         etcd3("/v3test/").is_empty().then_some(())
@@ -249,6 +268,7 @@ fn etcd_legacy_keys_with_ttl() {
     let (value, ttl) = wait_for("the v2 key", Some(&d), || etcd2("/legacy").remove(&key));
     assert_eq!(value, format!("127.0.0.1:{}", host_port("old", "80/tcp")));
     assert!(ttl.is_some_and(|t| t <= 30 && t > 20), "ttl {ttl:?}");
+    assert_eq!(listed(&[], &etcd_uri("etcd-legacy", "/legacy")), (1, 1));
     docker(&["rm", "-f", "old"]);
     wait_for("the v2 key to go", Some(&d), || {
         (!etcd2("/legacy").contains_key(&key)).then_some(())
@@ -286,6 +306,16 @@ fn skydns2_and_coredns_layouts() {
     let v: Value = serde_json::from_str(&value).expect("the value is JSON");
     assert_eq!(v, json!({"host": "127.0.0.1", "port": port}));
 
+    // Two records each: one with the custom ID, one with this host's default ID.
+    wait_for("both skydns2 records", Some(&sky), || {
+        (etcd2("/skydns/local/skydns").len() == 2).then_some(())
+    });
+    assert_eq!(listed(&[], &etcd_uri("skydns2", "/skydns.local")), (2, 1));
+    wait_for("both coredns records", Some(&core), || {
+        (etcd3("/skydns/local/cluster/").len() == 2).then_some(())
+    });
+    assert_eq!(listed(&[], &etcd_uri("coredns", "/cluster.local")), (2, 1));
+
     // The default ID (host:container:port) is not a DNS label: a warning says what to set.
     let colon = format!("{h}:colon:80");
     for d in [&sky, &core] {
@@ -309,9 +339,24 @@ fn skydns2_and_coredns_layouts() {
     });
 }
 
+/// `etcdctl ARGS` against the TLS-only etcd, with the client certificate; its output.
+fn etcdctl_tls(args: &[&str]) -> String {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints=https://{}", env("ETCD_TLS_ADDR")))
+        .args(["--cacert", &tls("ca.pem"), "--cert", &tls("client.pem")])
+        .args(["--key", &tls("client-key.pem")])
+        .args(args)
+        .output()
+        .expect("etcdctl");
+    assert!(out.status.success(), "etcdctl {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn etcd_over_tls_with_client_certificates() {
     let _g = lock();
+    etcdctl_tls(&["del", "--prefix", "/tls/"]);
     let h = hostname();
     let uri = format!("etcd://{}/tls", env("ETCD_TLS_ADDR"));
     let d = Daemon::spawn(
@@ -325,31 +370,20 @@ fn etcd_over_tls_with_client_certificates() {
     d.wait_subscribed();
     run_bb("secure");
     let key = format!("/tls/bb/{h}:secure:80");
-    let get = || {
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args([
-                &format!("--endpoints=https://{}", env("ETCD_TLS_ADDR")),
-                "--cacert",
-                &tls("ca.pem"),
-                "--cert",
-                &tls("client.pem"),
-                "--key",
-                &tls("client-key.pem"),
-                "get",
-                "--prefix",
-                "/tls/",
-            ])
-            .output()
-            .expect("etcdctl");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let get = || etcdctl_tls(&["get", "--prefix", "/tls/"]);
     let port = host_port("secure", "80/tcp");
+    let tls_env = [
+        ("ETCD_CA_CERT_FILE", tls("ca.pem")),
+        ("ETCD_CERT_FILE", tls("client.pem")),
+        ("ETCD_KEY_FILE", tls("client-key.pem")),
+    ];
+    let tls_env: Vec<(&str, &str)> = tls_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     wait_for("the key in the TLS etcd", Some(&d), || {
         get()
             .contains(&format!("{key}\n127.0.0.1:{port}"))
             .then_some(())
     });
+    assert_eq!(listed(&tls_env, &uri), (1, 1));
     docker(&["rm", "-f", "secure"]);
     wait_for("the key to go", Some(&d), || {
         (!get().contains(&key)).then_some(())
@@ -392,6 +426,8 @@ fn consul_over_tls_requires_and_verifies_certificates() {
     wait_for(&format!("service {id} via TLS"), Some(&d), || {
         services().remove(&id)
     });
+    let env: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(listed(&env, &uri), (1, 1));
     docker(&["rm", "-f", "tls"]);
     wait_for("the service to go", Some(&d), || {
         (!services().contains_key(&id)).then_some(())
@@ -437,6 +473,8 @@ fn consul_on_a_unix_socket() {
         services().remove(&id)
     });
     assert_eq!(s["Port"], host_port("sock", "80/tcp"));
+    let sock = format!("consul-unix://{}", env("RGTR_CONSUL_SOCK"));
+    assert_eq!(listed(&[], &sock), (1, 1));
     docker(&["rm", "-f", "sock"]);
     wait_for("the service to go", Some(&d), || {
         (!services().contains_key(&id)).then_some(())
@@ -488,6 +526,12 @@ fn consul_kv_over_http_and_the_socket() {
         });
         assert_eq!(v, want);
     }
+    assert_eq!(
+        listed(&[], &format!("consulkv://{}/kvtest", consul_addr())),
+        (1, 1)
+    );
+    let sock = format!("consulkv-unix://{}:/kvsock", env("RGTR_CONSUL_SOCK"));
+    assert_eq!(listed(&[], &sock), (1, 1));
     docker(&["rm", "-f", "kv"]);
     wait_for("both keys to go", Some(&tcp), || {
         (consul_kv("kvtest").is_empty() && consul_kv("kvsock").is_empty()).then_some(())
@@ -627,6 +671,8 @@ fn zookeeper_nodes_bodies_and_removal() {
         json!({"Name": "redis", "IP": "127.0.0.1", "PublicPort": port, "PrivatePort": 6379,
                "ContainerID": cid, "Tags": ["t1"], "Attrs": {"region": "eu"}})
     );
+    // The body has no service ID: listed, but not as this host's.
+    assert_eq!(listed(&[], &uri), (1, 0));
     let mut z = Zk::connect();
     assert!(
         z.owner(&node).is_some_and(|o| o != 0),

@@ -40,7 +40,6 @@ pub trait Backend: Send {
     fn deregister(&mut self, service: &Service) -> Result<(), Error>;
     /// The services in this backend's part of the registry (for `-cleanup`), with as much of
     /// each as the registry keeps: always the name and what [`Backend::deregister`] needs.
-    #[allow(dead_code)]
     fn list(&mut self) -> Result<Vec<Service>, Error>;
     /// Called every `-ttl-refresh`: keeps what was registered from expiring (and puts back what
     /// a registry that lost its data no longer has).
