@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README gives it: unit tests, the command-line tests, and the
-# end-to-end tests of the release binary against a private Docker engine and a real Consul
-# agent that tests/services.sh starts (and stops again on exit). Needs root (dockerd).
+# end-to-end tests of the release binary against a private Docker engine and the real registries
+# that tests/services.sh starts on 127.0.0.1 (Consul on HTTP, HTTPS and a Unix socket; etcd
+# plain and TLS; ZooKeeper) and stops again on exit. Needs root (dockerd).
 #
 #   tests/run.sh [extra cargo test arguments, e.g. a test name]
 #
@@ -25,5 +26,5 @@ bash tests/services.sh start "$dir"
 # shellcheck disable=SC1091
 source "$dir/env"
 
-# One engine and one agent are shared, so the end-to-end tests run one at a time.
+# One engine and one set of servers are shared, so the end-to-end tests run one at a time.
 cargo test --release --all-features -- --test-threads=1 "$@"
