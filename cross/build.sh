@@ -55,7 +55,9 @@ build() {
         # musl's own crt objects come from zig, not from the (absent) self-contained copy.
         arm*) rustflags="-C link-self-contained=no" ;;
     esac
-    RUSTC_BOOTSTRAP=1 RUSTFLAGS="$rustflags" cargo zigbuild -q "${args[@]}" >&2
+    # Called in $(...), where set -e does not apply: a failed build must fail the caller.
+    RUSTC_BOOTSTRAP=1 RUSTFLAGS="$rustflags" cargo zigbuild -q "${args[@]}" >&2 ||
+        die "build of $target ($features) failed"
     echo "target/pi/$target/release/registrator"
 }
 
@@ -69,7 +71,7 @@ cmd_sizes() {
     printf '%-32s %-48s %9s\n' target features bytes | tee "$out"
     for t in "${targets[@]}"; do
         for f in default "$ALL_NO_TLS" "${SINGLE[@]}"; do
-            bin=$(build "$t" "$f")
+            bin=$(build "$t" "$f") || exit 1
             n=$(size_of "$bin")
             local label=$f
             [ "$f" = default ] && label="all, with tls (default)"
@@ -90,14 +92,14 @@ cmd_sizes() {
     [ $fail = 0 ] || die "a size budget is exceeded (see above)"
 }
 
-[ $# -ge 1 ] || { sed -n '2,24p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,21p' "$0"; exit 2; }
 check_tools
 case $1 in
     build)
         [ $# -ge 2 ] || die "build TARGET [FEATURES]"
-        build "$2" "${3:-default}"
+        build "$2" "${3:-default}" || exit 1
         ;;
     sizes) shift; cmd_sizes "$@" ;;
-    all) for t in "${TARGETS[@]}"; do build "$t" default; done ;;
+    all) for t in "${TARGETS[@]}"; do build "$t" default || exit 1; done ;;
     *) die "unknown command $1 (build, sizes, all)" ;;
 esac

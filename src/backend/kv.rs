@@ -133,8 +133,9 @@ pub struct Kv<S: Store> {
     layout: Layout,
     /// Every key this daemon put and its value: what a refresh keeps alive or puts back.
     put: BTreeMap<String, String>,
-    /// Keys whose put or delete failed: tried again at each refresh (with `-ttl`), so a key
-    /// that should be gone is not kept alive, and one that should be there comes back.
+    /// Keys whose put or delete failed: tried again after the next batch of changes and at each
+    /// refresh, so a key that should be gone is not kept alive, and one that should be there
+    /// comes back.
     unput: BTreeSet<String>,
     undeleted: BTreeSet<String>,
 }
@@ -210,6 +211,21 @@ impl<S: Store> Backend for Kv<S> {
     }
 
     fn refresh(&mut self) -> Result<(), Error> {
+        self.retry_failed()?;
+        self.store
+            .refresh(&self.put)
+            .map_err(|e| Error(format!("{}: refresh: {e}", self.store.name())))
+    }
+
+    /// After each batch of changes: puts and deletes that failed before are tried again.
+    fn flush(&mut self) -> Result<(), Error> {
+        self.retry_failed()
+    }
+}
+
+impl<S: Store> Kv<S> {
+    /// Tries the failed puts and deletes again; stops at the first that fails again.
+    fn retry_failed(&mut self) -> Result<(), Error> {
         let name = self.store.name().to_string();
         for key in std::mem::take(&mut self.undeleted) {
             if let Err(e) = self.store.delete(&key) {
@@ -227,9 +243,7 @@ impl<S: Store> Backend for Kv<S> {
                 return Err(Error(format!("{name}: put {key} again: {e}")));
             }
         }
-        self.store
-            .refresh(&self.put)
-            .map_err(|e| Error(format!("{name}: refresh: {e}")))
+        Ok(())
     }
 }
 
@@ -377,10 +391,13 @@ mod tests {
         assert!(kv.register(&b).is_err());
         assert!(kv.deregister(&a).is_err());
         assert!(kv.refresh().is_err());
+        assert!(kv.flush().is_err());
         kv.store.down = false;
-        kv.refresh().unwrap();
+        // Without -ttl there is no refresh: the next batch's flush does it.
+        kv.flush().unwrap();
         let keys: Vec<_> = kv.store.keys.keys().cloned().collect();
         assert_eq!(keys, ["/svc/web/host:web:80"], "a deleted, b put");
+        kv.refresh().unwrap();
         // Only b is kept alive.
         assert_eq!(kv.store.refreshed, [1]);
     }

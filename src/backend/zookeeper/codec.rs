@@ -283,27 +283,12 @@ pub fn connect_response(frame: &[u8]) -> Result<ConnectResponse, CodecError> {
 }
 
 /// An answer's header: which request it answers, the zxid it saw, and its error code.
-#[derive(Debug, PartialEq, Eq)]
 pub struct Reply<'a> {
     pub xid: i32,
     pub zxid: i64,
     pub err: i32,
     pub body: In<'a>,
 }
-
-impl std::fmt::Debug for In<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "In({} bytes left)", self.buf.len() - self.pos)
-    }
-}
-
-impl PartialEq for In<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.buf[self.pos..] == other.buf[other.pos..]
-    }
-}
-
-impl Eq for In<'_> {}
 
 pub fn reply(frame: &[u8]) -> Result<Reply<'_>, CodecError> {
     let mut r = In::new(frame);

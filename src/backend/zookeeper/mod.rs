@@ -441,9 +441,9 @@ impl Session {
     }
 
     fn exchange(&mut self, xid: i32, frame: &[u8]) -> Result<Answer, String> {
+        let t = self.read_timeout();
         let conn = self.conn.as_mut().ok_or("not connected")?;
         conn.stream.write_all(frame).map_err(|e| e.to_string())?;
-        let t = self.timeout * 2 / 3;
         loop {
             let frame = read_frame(conn, t)?;
             let r = codec::reply(&frame).map_err(|e| e.to_string())?;
