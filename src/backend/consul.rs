@@ -48,17 +48,8 @@ impl Consul {
 
 impl Backend for Consul {
     fn ping(&mut self) -> Result<(), Error> {
-        let leader = self
-            .get("/v1/status/leader")
-            .map_err(|e| Error(format!("consul: ping {}: {e}", self.http.shown())))?;
-        let leader = leader.trim().trim_matches('"');
-        if leader.is_empty() {
-            return Err(Error(format!(
-                "consul: ping {}: no cluster leader",
-                self.http.shown()
-            )));
-        }
-        Ok(())
+        super::consul_leader(&self.http)
+            .map_err(|e| Error(format!("consul: ping {}: {e}", self.http.shown())))
     }
 
     fn register(&mut self, s: &Service) -> Result<(), Error> {

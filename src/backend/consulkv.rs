@@ -43,14 +43,7 @@ impl Store for ConsulKv {
     }
 
     fn ping(&mut self) -> Result<(), String> {
-        let leader = self
-            .http
-            .get("/v1/status/leader")
-            .map_err(|e| e.to_string())?;
-        match leader.trim().trim_matches('"') {
-            "" => Err("no cluster leader".into()),
-            _ => Ok(()),
-        }
+        super::consul_leader(&self.http)
     }
 
     fn put(&mut self, key: &str, value: &str) -> Result<(), String> {

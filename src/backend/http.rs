@@ -157,20 +157,26 @@ impl Client {
         &self.shown
     }
 
-    pub fn get(&self, path: &str) -> Result<String, CallError> {
-        let mut req = self.agent.get(format!("{}{path}", self.base));
-        if let Some((k, v)) = &self.header {
-            req = req.header(*k, v);
+    /// The request with the header of [`Client::with_header`], if any.
+    fn headed<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.header {
+            Some((k, v)) => req.header(*k, v),
+            None => req,
         }
-        answer(req.call())
+    }
+
+    pub fn get(&self, path: &str) -> Result<String, CallError> {
+        answer(
+            self.headed(self.agent.get(format!("{}{path}", self.base)))
+                .call(),
+        )
     }
 
     pub fn delete(&self, path: &str) -> Result<String, CallError> {
-        let mut req = self.agent.delete(format!("{}{path}", self.base));
-        if let Some((k, v)) = &self.header {
-            req = req.header(*k, v);
-        }
-        answer(req.call())
+        answer(
+            self.headed(self.agent.delete(format!("{}{path}", self.base)))
+                .call(),
+        )
     }
 
     /// PUT with a body of `content_type` (or none).
@@ -184,12 +190,10 @@ impl Client {
 
     fn send(
         &self,
-        mut req: ureq::RequestBuilder<ureq::typestate::WithBody>,
+        req: ureq::RequestBuilder<ureq::typestate::WithBody>,
         body: Option<(&str, &[u8])>,
     ) -> Result<String, CallError> {
-        if let Some((k, v)) = &self.header {
-            req = req.header(*k, v);
-        }
+        let req = self.headed(req);
         answer(match body {
             Some((ctype, b)) => req.content_type(ctype).send(b),
             None => req.send_empty(),

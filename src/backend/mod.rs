@@ -248,6 +248,16 @@ pub fn consul_token() -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// A Consul agent's ping: `GET /v1/status/leader` names a leader.
+#[cfg(any(feature = "consul", feature = "consulkv"))]
+pub fn consul_leader(http: &http::Client) -> Result<(), String> {
+    let leader = http.get("/v1/status/leader").map_err(|e| e.to_string())?;
+    match leader.trim().trim_matches('"') {
+        "" => Err("no cluster leader".into()),
+        _ => Ok(()),
+    }
+}
+
 /// Where a Consul agent's HTTP API is, for `consul`, `consul-tls`, `consul-unix` and the KV
 /// schemes: the URI's host, else `CONSUL_HTTP_ADDR`, else 127.0.0.1:8500; for `-unix`, the
 /// socket `path` the caller split off the URI.
