@@ -711,10 +711,8 @@ resolve_consul_bin() {
 
 write_consul_cmd() {
     local p
-    for p in "$CONSUL_PORT" $((CONSUL_PORT + 1)) $((CONSUL_PORT + 2)) $((CONSUL_PORT + 3)) $((CONSUL_PORT + 4)); do
-        port_in_use "$p" &&
-            die "port $p is already in use (Consul uses CONSUL_PORT=$CONSUL_PORT .. +4); set CONSUL_PORT"
-    done
+    ports_free "Consul uses CONSUL_PORT=$CONSUL_PORT .. +4; set CONSUL_PORT" \
+        "$CONSUL_PORT" $((CONSUL_PORT + 1)) $((CONSUL_PORT + 2)) $((CONSUL_PORT + 3)) $((CONSUL_PORT + 4))
     # ACLs are on with an allow-all default, so requests without a token work and a token the
     # agent does not know is refused (403): that shows a client really sends its token.
     # -dev keeps all state in memory. DNS and gRPC are disabled, the other

@@ -185,21 +185,33 @@ pub fn open(uri: &str, options: Options) -> Result<Box<dyn Backend>, OpenError> 
         #[cfg(feature = "consulkv")]
         "consulkv" | "consulkv-unix" => Ok(Box::new(consulkv::open(&u)?)),
         #[cfg(feature = "etcd")]
-        "etcd" => Ok(Box::new(etcd::open_v3(
+        "etcd" => Ok(Box::new(etcd::open(
             &u,
             kv::Layout::path(&u.path),
             options,
+            etcd::v3::V3::new,
         )?)),
         #[cfg(feature = "etcd")]
-        "etcd-legacy" => Ok(Box::new(etcd::open_v2(
+        "etcd-legacy" => Ok(Box::new(etcd::open(
             &u,
             kv::Layout::path(&u.path),
             options,
+            etcd::v2::V2::new,
         )?)),
         #[cfg(feature = "skydns2")]
-        "skydns2" => Ok(Box::new(etcd::open_v2(&u, kv::Layout::dns(&u)?, options)?)),
+        "skydns2" => Ok(Box::new(etcd::open(
+            &u,
+            kv::Layout::dns(&u)?,
+            options,
+            etcd::v2::V2::new,
+        )?)),
         #[cfg(feature = "coredns")]
-        "coredns" => Ok(Box::new(etcd::open_v3(&u, kv::Layout::dns(&u)?, options)?)),
+        "coredns" => Ok(Box::new(etcd::open(
+            &u,
+            kv::Layout::dns(&u)?,
+            options,
+            etcd::v3::V3::new,
+        )?)),
         #[cfg(feature = "zookeeper")]
         "zookeeper" => Ok(Box::new(zookeeper::ZooKeeper::from_uri(&u)?)),
         #[cfg(feature = "file")]

@@ -50,28 +50,16 @@ fn ttl_secs(options: Options) -> Option<u64> {
     options.ttl.map(|d| d.as_secs().max(1))
 }
 
-#[cfg(feature = "_etcd3")]
-pub fn open_v3(
+/// A key-value backend on an etcd store (`v3::V3::new` or `v2::V2::new`) at the URI's host.
+pub fn open<S: super::kv::Store>(
     u: &Uri,
     layout: super::kv::Layout,
     options: Options,
-) -> Result<super::kv::Kv<v3::V3>, OpenError> {
+    store: fn(Client, &str, Option<u64>) -> S,
+) -> Result<super::kv::Kv<S>, OpenError> {
     let http = client(u)?;
     Ok(super::kv::Kv::new(
-        v3::V3::new(http, &u.scheme, ttl_secs(options)),
-        layout,
-    ))
-}
-
-#[cfg(feature = "_etcd2")]
-pub fn open_v2(
-    u: &Uri,
-    layout: super::kv::Layout,
-    options: Options,
-) -> Result<super::kv::Kv<v2::V2>, OpenError> {
-    let http = client(u)?;
-    Ok(super::kv::Kv::new(
-        v2::V2::new(http, &u.scheme, ttl_secs(options)),
+        store(http, &u.scheme, ttl_secs(options)),
         layout,
     ))
 }

@@ -307,7 +307,6 @@ pub fn reply(frame: &[u8]) -> Result<Reply<'_>, CodecError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {
     pub ephemeral_owner: i64,
-    pub num_children: i32,
 }
 
 pub fn stat(r: &mut In) -> Result<Stat, CodecError> {
@@ -319,12 +318,9 @@ pub fn stat(r: &mut In) -> Result<Stat, CodecError> {
     }
     let ephemeral_owner = r.i64()?;
     let _data_length = r.i32()?;
-    let num_children = r.i32()?;
+    let _num_children = r.i32()?;
     let _pzxid = r.i64()?;
-    Ok(Stat {
-        ephemeral_owner,
-        num_children,
-    })
+    Ok(Stat { ephemeral_owner })
 }
 
 pub fn children(r: &mut In) -> Result<Vec<String>, CodecError> {
@@ -436,8 +432,7 @@ mod tests {
         assert_eq!(
             stat(&mut In::new(&s[4..])).unwrap(),
             Stat {
-                ephemeral_owner: 0x77,
-                num_children: 2
+                ephemeral_owner: 0x77
             }
         );
         for cut in 4..s.len() {

@@ -467,27 +467,14 @@ impl Session {
     }
 
     fn ping(&mut self) -> Result<(), String> {
-        let t = self.read_timeout();
-        let conn = self.conn.as_mut().ok_or("not connected")?;
-        let result = conn
-            .stream
-            .write_all(&codec::ping())
-            .map_err(|e| e.to_string())
-            .and_then(|()| loop {
-                let frame = read_frame(conn, t)?;
-                let r = codec::reply(&frame).map_err(|e| e.to_string())?;
-                if r.xid == codec::XID_PING {
-                    return Ok(r.err);
-                }
-            });
-        match result {
-            Ok(codec::OK) => Ok(()),
-            Ok(err) => {
+        match self.exchange(codec::XID_PING, &codec::ping()) {
+            Ok(a) if a.err == codec::OK => Ok(()),
+            Ok(a) => {
                 self.conn = None;
-                if err == codec::SESSION_EXPIRED {
+                if a.err == codec::SESSION_EXPIRED {
                     self.new_session();
                 }
-                Err(format!("ping: {}", codec::error_name(err)))
+                Err(format!("ping: {}", codec::error_name(a.err)))
             }
             Err(e) => {
                 self.conn = None;
