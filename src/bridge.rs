@@ -4,14 +4,14 @@
 //! are applied in the engine's order. Timers (`-resync`) are deadlines in `recv_timeout`; with
 //! none set the thread sleeps in `recv` and wakes only for work.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
 use crate::cli::Deregister;
 use crate::docker::container::{id12, Container};
-use crate::docker::events::{Action, Event};
+use crate::docker::events::{Action, Event, Health};
 use crate::docker::{self, Client};
 use crate::service::{self, Service, Settings};
 
@@ -40,16 +40,112 @@ pub enum Msg {
     Shutdown,
 }
 
+/// What the command line asks of the worker.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub deregister: Deregister,
+    /// `-resync`.
+    pub resync: Option<Duration>,
+    /// `-ttl-refresh`, when `-ttl` is set.
+    pub refresh: Option<Duration>,
+    /// `-cleanup`.
+    pub cleanup: bool,
+    /// `-require-healthy`.
+    pub require_healthy: bool,
+    /// `-deregister-on-shutdown`.
+    pub deregister_on_shutdown: bool,
+}
+
+/// First pause before a failed registry call is tried again; it doubles per failure.
+const RETRY_MIN: Duration = Duration::from_millis(250);
+/// Longest pause between two tries of one failed call (a registry that refuses one service).
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Longest pause between two pings of a registry that is unreachable: how late at most the
+/// daemon notices that it is back.
+const OUTAGE_PING_MAX: Duration = Duration::from_secs(5);
+/// How often the Docker health of services with `SERVICE_CHECK_DOCKER` is reported again (the
+/// Consul check's TTL is three times this: see `backend::consul::DOCKER_CHECK_TTL`).
+pub const CHECK_REPORT_EVERY: Duration = Duration::from_secs(20);
+
+/// One change to the registry.
+#[derive(Debug, Clone)]
+enum Op {
+    /// `known`: registered before with the same content (logged at debug only).
+    Register {
+        service: Service,
+        known: bool,
+    },
+    Deregister(Service),
+}
+
+impl Op {
+    fn service(&self) -> &Service {
+        match self {
+            Op::Register { service, .. } | Op::Deregister(service) => service,
+        }
+    }
+}
+
+/// A change that failed (or was held back while the registry was unreachable): the latest
+/// wanted state of one service, tried again at `due`.
+#[derive(Debug)]
+struct Pending {
+    op: Op,
+    /// Failed tries so far.
+    tries: u32,
+    due: Instant,
+}
+
+/// Capped doubling.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    delay: Duration,
+    due: Instant,
+}
+
+impl Backoff {
+    fn start(now: Instant) -> Backoff {
+        Backoff {
+            delay: RETRY_MIN,
+            due: now + RETRY_MIN,
+        }
+    }
+    fn again(&mut self, now: Instant, max: Duration) {
+        self.delay = (self.delay * 2).min(max);
+        self.due = now + self.delay;
+    }
+}
+
+/// The pause after `tries` failures of one call.
+fn backoff(tries: u32) -> Duration {
+    RETRY_MIN
+        .saturating_mul(1 << tries.saturating_sub(1).min(16))
+        .min(RETRY_MAX)
+}
+
+/// The registry did not answer: every change waits (in `pending`) until a ping succeeds.
+#[derive(Debug)]
+struct Outage {
+    since: Instant,
+    ping: Backoff,
+}
+
 pub struct Bridge {
     docker: Box<dyn Engine>,
     backend: Box<dyn Backend>,
     settings: Settings,
-    deregister: Deregister,
-    resync: Option<Duration>,
-    /// `-ttl-refresh`, when `-ttl` is set.
-    refresh: Option<Duration>,
-    /// Container ID -> the services registered (or kept) for it.
+    opts: Options,
+    /// Container ID -> the services wanted in the registry for it (registered, or pending).
     registered: HashMap<String, Vec<Service>>,
+    /// Container ID -> its Docker health, for containers whose services carry a Consul check
+    /// that mirrors it (`SERVICE_CHECK_DOCKER`).
+    checked: HashMap<String, Health>,
+    /// Service ID -> the change still to make. One entry per service, whatever happened to it
+    /// meanwhile, so it stays as small as the set of services.
+    pending: BTreeMap<String, Pending>,
+    outage: Option<Outage>,
+    /// The backend's last flush failed (the file could not be written): tried again.
+    unflushed: Option<Backoff>,
 }
 
 impl Bridge {
@@ -57,27 +153,29 @@ impl Bridge {
         docker: Box<dyn Engine>,
         backend: Box<dyn Backend>,
         settings: Settings,
-        deregister: Deregister,
-        resync: Option<Duration>,
-        refresh: Option<Duration>,
+        opts: Options,
     ) -> Bridge {
         Bridge {
             docker,
             backend,
             settings,
-            deregister,
-            resync,
-            refresh,
+            opts,
             registered: HashMap::new(),
+            checked: HashMap::new(),
+            pending: BTreeMap::new(),
+            outage: None,
+            unflushed: None,
         }
     }
 
-    /// Runs until `Shutdown` or until every sender is gone. The timers (`-resync`, and
+    /// Runs until `Shutdown` or until every sender is gone. The timers (`-resync`,
     /// `-ttl-refresh`) start with the first message (the first sync) and fire even while
-    /// messages keep coming.
+    /// messages keep coming; retries of failed registry calls and Docker health reports are
+    /// deadlines only while there is such work. With none of them the thread sleeps in `recv`.
     pub fn run(mut self, rx: Receiver<Msg>) {
         let mut next_resync: Option<Instant> = None;
         let mut next_refresh: Option<Instant> = None;
+        let mut next_report: Option<Instant> = None;
         let after = |d: Option<Duration>| d.and_then(|d| Instant::now().checked_add(d));
         loop {
             let now = Instant::now();
@@ -85,70 +183,127 @@ impl Bridge {
                 log::debug!("resync");
                 self.sync(true);
                 self.flush();
-                next_resync = after(self.resync);
+                next_resync = after(self.opts.resync);
                 continue;
             }
             if next_refresh.is_some_and(|at| now >= at) {
-                if let Err(e) = self.backend.refresh() {
-                    log::error!("{e}");
-                }
-                next_refresh = after(self.refresh);
+                self.refresh();
+                next_refresh = after(self.opts.refresh);
                 continue;
             }
-            let msg = match [next_resync, next_refresh].into_iter().flatten().min() {
+            if next_report.is_some_and(|at| now >= at) {
+                self.report_all();
+                next_report = None;
+            }
+            if self.retry_at().is_some_and(|at| now >= at) {
+                self.retry();
+                self.flush();
+                continue;
+            }
+            if next_report.is_none() && !self.checked.is_empty() {
+                next_report = after(Some(CHECK_REPORT_EVERY));
+            }
+            let deadline = [next_resync, next_refresh, next_report, self.retry_at()]
+                .into_iter()
+                .flatten()
+                .min();
+            let msg = match deadline {
                 Some(at) => match rx.recv_timeout(at.saturating_duration_since(now)) {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Disconnected) => Msg::Shutdown,
                 },
-                None => match rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => break,
-                },
+                None => rx.recv().unwrap_or(Msg::Shutdown),
             };
             if !self.handle(msg) {
                 break;
             }
             if next_resync.is_none() {
-                next_resync = after(self.resync);
+                next_resync = after(self.opts.resync);
             }
             if next_refresh.is_none() {
-                next_refresh = after(self.refresh);
+                next_refresh = after(self.opts.refresh);
             }
         }
         self.backend.close();
     }
 
-    /// Applies one message and flushes the backend; false on `Shutdown`.
+    /// Applies one message and flushes the backend; false after `Shutdown`.
     pub fn handle(&mut self, msg: Msg) -> bool {
         match msg {
             Msg::Event(ev) => self.event(ev),
             Msg::Sync => self.sync(false),
-            Msg::Shutdown => return false,
+            Msg::Shutdown => {
+                self.shutdown();
+                return false;
+            }
         }
         self.flush();
         true
     }
 
     fn flush(&mut self) {
-        if let Err(e) = self.backend.flush() {
+        match self.backend.flush() {
+            Ok(()) => {
+                if self.unflushed.take().is_some() {
+                    log::info!("registry written again");
+                }
+            }
+            Err(e) => {
+                let now = Instant::now();
+                match &mut self.unflushed {
+                    Some(b) => {
+                        log::debug!("{e}");
+                        b.again(now, OUTAGE_PING_MAX);
+                    }
+                    None => {
+                        log::error!("{e}; trying again with backoff");
+                        self.unflushed = Some(Backoff::start(now));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `-ttl-refresh`: keeps what is registered from expiring (not while the registry is
+    /// known to be down: the retry after it comes back registers everything again).
+    fn refresh(&mut self) {
+        if self.outage.is_some() {
+            return;
+        }
+        if let Err(e) = self.backend.refresh() {
             log::error!("{e}");
+            self.probe();
         }
     }
 
     fn event(&mut self, ev: Event) {
         log::debug!("event: {:?} {}", ev.action, id12(&ev.id));
         match ev.action {
-            Action::Start => self.add(&ev.id, false),
+            Action::Start | Action::Unpause => self.add(&ev.id, false, false),
             Action::Die => self.died(&ev.id, ev.exit_code),
             Action::Destroy => self.remove(&ev.id),
+            Action::Pause => {
+                if self.registered.contains_key(&ev.id) {
+                    log::info!("paused: {}; deregistering until unpaused", id12(&ev.id));
+                    self.remove(&ev.id);
+                }
+            }
+            // Inspect says what the health is now (events may be late): registered or not
+            // under -require-healthy, and reported to a check that mirrors it.
+            Action::Health(_) => {
+                if self.opts.require_healthy || self.checked.contains_key(&ev.id) {
+                    self.add(&ev.id, false, false);
+                }
+            }
             Action::Other(_) => {}
         }
     }
 
     /// Inspects a container and registers its services (again), dropping any it no longer has.
-    /// `quiet` (timer resyncs) keeps lines that would repeat every time at debug level.
-    fn add(&mut self, id: &str, quiet: bool) {
+    /// `quiet` (timer resyncs) keeps lines that would repeat every time at debug level;
+    /// `force` registers again even services registered before unchanged.
+    fn add(&mut self, id: &str, quiet: bool, force: bool) {
         let c = match self.docker.inspect(id) {
             Ok(Some(c)) => c,
             Ok(None) => {
@@ -166,37 +321,86 @@ impl Bridge {
             log::debug!("{}: not running", id12(id));
             return;
         }
-        self.register(&c, quiet);
+        self.register(&c, quiet, force);
     }
 
-    fn register(&mut self, c: &Container, quiet: bool) {
-        let peer_ip = self.peer_ip(c);
-        let (services, ignored) = service::services(c, &self.settings, peer_ip.as_deref());
-        for reason in ignored {
+    /// Why a running container gets no services now, if it does not.
+    fn held_back(&self, c: &Container) -> Option<String> {
+        if c.state.paused {
+            return Some("paused".into());
+        }
+        match c.state.health() {
+            Some(h) if self.opts.require_healthy && h != Health::Healthy => Some(format!(
+                "not healthy ({}; -require-healthy)",
+                health_name(h)
+            )),
+            _ => None,
+        }
+    }
+
+    fn register(&mut self, c: &Container, quiet: bool, force: bool) {
+        let log_ignored = |reason: &str| {
             if quiet {
                 log::debug!("ignored: {reason}");
             } else {
                 log::info!("ignored: {reason}");
             }
+        };
+        let mut services = match self.held_back(c) {
+            Some(why) => {
+                log_ignored(&format!("{} {why}", id12(&c.id)));
+                Vec::new()
+            }
+            None => {
+                let peer_ip = self.peer_ip(c);
+                let (services, ignored) = service::services(c, &self.settings, peer_ip.as_deref());
+                for reason in ignored {
+                    log_ignored(&reason);
+                }
+                services
+            }
+        };
+        let id = c.id.as_str();
+        let health = c.state.health();
+        for s in services.iter_mut().filter(|s| docker_check(s)) {
+            if health.is_none() {
+                if !quiet {
+                    log::warn!(
+                        "{}: {}: SERVICE_CHECK_DOCKER is set but the container has no HEALTHCHECK; no check added",
+                        id12(id),
+                        s.id
+                    );
+                }
+                s.attrs.remove("check_docker");
+            }
         }
-        let old = self.registered.remove(&c.id).unwrap_or_default();
+        let before = match (health, services.iter().any(docker_check)) {
+            (Some(h), true) => self.checked.insert(id.to_string(), h),
+            _ => self.checked.remove(id),
+        };
+        let old = self.registered.remove(id).unwrap_or_default();
         let dropped: Vec<Service> = old
             .iter()
             .filter(|o| !services.iter().any(|n| n.id == o.id))
             .cloned()
             .collect();
-        self.deregister(&c.id, &dropped);
-        let id = id12(&c.id);
+        self.deregister(id, &dropped);
         for s in &services {
             let known = old.contains(s);
-            match self.backend.register(s) {
-                Ok(()) if known => log::debug!("refreshed: {id} {}", s.id),
-                Ok(()) => log::info!("added: {id} {}", s.id),
-                Err(e) => log::error!("register failed: {e}"),
+            if known && !force && !self.pending.contains_key(&s.id) {
+                // Registered already; only a changed health is news for its check.
+                if let Some(h) = health.filter(|&h| docker_check(s) && before != Some(h)) {
+                    self.report(s, h);
+                }
+                continue;
             }
+            self.apply(Op::Register {
+                service: s.clone(),
+                known,
+            });
         }
         if !services.is_empty() {
-            self.registered.insert(c.id.clone(), services);
+            self.registered.insert(id.to_string(), services);
         }
     }
 
@@ -242,10 +446,11 @@ impl Bridge {
 
     /// `-deregister on-success` keeps the services of a container that failed (1..=127).
     fn keeps(&self, exit_code: i64) -> bool {
-        self.deregister == Deregister::OnSuccess && (1..=127).contains(&exit_code)
+        self.opts.deregister == Deregister::OnSuccess && (1..=127).contains(&exit_code)
     }
 
     fn remove(&mut self, id: &str) {
+        self.checked.remove(id);
         if let Some(services) = self.registered.remove(id) {
             self.deregister(id, &services);
         }
@@ -267,15 +472,209 @@ impl Bridge {
                 );
                 continue;
             }
-            match self.backend.deregister(s) {
-                Ok(()) => log::info!("removed: {} {}", id12(id), s.id),
-                Err(e) => log::error!("deregister failed: {e}"),
+            self.apply(Op::Deregister(s.clone()));
+        }
+    }
+
+    /// Makes one change now, or holds it while the registry is unreachable. It replaces any
+    /// change still pending for the same service: only the latest wanted state is kept.
+    fn apply(&mut self, op: Op) {
+        let sid = op.service().id.clone();
+        self.pending.remove(&sid);
+        if self.outage.is_some() {
+            log::debug!("held until the registry is back: {}", sid);
+            self.pending.insert(
+                sid,
+                Pending {
+                    op,
+                    tries: 0,
+                    due: Instant::now(),
+                },
+            );
+            return;
+        }
+        self.attempt(sid, op, 0);
+    }
+
+    /// One try of a change; a failure is kept as pending work with its backoff, and a ping
+    /// tells whether the registry is down as a whole (then everything waits for it).
+    fn attempt(&mut self, sid: String, op: Op, tries: u32) {
+        let (result, verb) = match &op {
+            Op::Register { service, .. } => (self.backend.register(service), "register"),
+            Op::Deregister(service) => (self.backend.deregister(service), "deregister"),
+        };
+        match result {
+            Ok(()) => self.done(&op, tries),
+            Err(e) => {
+                let tries = tries + 1;
+                let delay = backoff(tries);
+                // Every failure of a call that keeps failing would be noise: 1st, 2nd, 4th, ...
+                if tries.is_power_of_two() {
+                    log::error!("{verb} failed: {e} (try {tries}; next in {delay:?})");
+                } else {
+                    log::debug!("{verb} failed: {e} (try {tries}; next in {delay:?})");
+                }
+                self.pending.insert(
+                    sid,
+                    Pending {
+                        op,
+                        tries,
+                        due: Instant::now() + delay,
+                    },
+                );
+                self.probe();
             }
         }
     }
 
+    /// After a failure: is the registry there at all?
+    fn probe(&mut self) {
+        if self.outage.is_some() {
+            return;
+        }
+        if let Err(e) = self.backend.ping() {
+            log::warn!(
+                "registry unreachable ({e}); holding changes and retrying with backoff up to {OUTAGE_PING_MAX:?}"
+            );
+            let now = Instant::now();
+            self.outage = Some(Outage {
+                since: now,
+                ping: Backoff::start(now),
+            });
+        }
+    }
+
+    fn done(&mut self, op: &Op, tries: u32) {
+        let s = op.service();
+        let c = if s.container_id.is_empty() {
+            "-"
+        } else {
+            id12(&s.container_id)
+        };
+        let again = if tries > 0 { " (after a retry)" } else { "" };
+        match op {
+            Op::Register { known: true, .. } if tries == 0 => {
+                log::debug!("refreshed: {c} {}", s.id)
+            }
+            Op::Register { .. } => log::info!("added: {c} {}{again}", s.id),
+            Op::Deregister(_) => log::info!("removed: {c} {}{again}", s.id),
+        }
+        if let Op::Register { service, .. } = op {
+            if docker_check(service) {
+                if let Some(&h) = self.checked.get(&service.container_id) {
+                    self.report(service, h);
+                }
+            }
+        }
+    }
+
+    /// When the next retry (or ping, or flush) is due, if any.
+    fn retry_at(&self) -> Option<Instant> {
+        let flush = self.unflushed.map(|b| b.due);
+        let calls = match &self.outage {
+            Some(o) => Some(o.ping.due),
+            None => self.pending.values().map(|p| p.due).min(),
+        };
+        [flush, calls].into_iter().flatten().min()
+    }
+
+    /// Pings an unreachable registry; once it answers, registers everything wanted again (it
+    /// may have restarted without its data) and makes the held changes. Then tries the due
+    /// failed changes, oldest due first.
+    fn retry(&mut self) {
+        let now = Instant::now();
+        if let Some(o) = &mut self.outage {
+            if now < o.ping.due {
+                return;
+            }
+            if let Err(e) = self.backend.ping() {
+                log::debug!("registry still unreachable: {e}");
+                o.ping.again(now, OUTAGE_PING_MAX);
+                return;
+            }
+            let down = o.since.elapsed();
+            self.outage = None;
+            let mut again = 0;
+            for s in self.registered.values().flatten() {
+                if !self.pending.contains_key(&s.id) {
+                    again += 1;
+                    self.pending.insert(
+                        s.id.clone(),
+                        Pending {
+                            op: Op::Register {
+                                service: s.clone(),
+                                known: true,
+                            },
+                            tries: 0,
+                            due: now,
+                        },
+                    );
+                }
+            }
+            log::info!(
+                "registry reachable again after {:.1}s; applying {} held changes and registering {again} services again",
+                down.as_secs_f64(),
+                self.pending.len() - again
+            );
+        }
+        let mut due: Vec<(Instant, String)> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.due <= now)
+            .map(|(id, p)| (p.due, id.clone()))
+            .collect();
+        due.sort();
+        for (_, sid) in due {
+            if self.outage.is_some() {
+                // Down again: the rest waits for it.
+                break;
+            }
+            if let Some(p) = self.pending.remove(&sid) {
+                self.attempt(sid, p.op, p.tries);
+            }
+        }
+    }
+
+    /// Reports a container's Docker health to the check of one of its services (Consul's TTL
+    /// check); a failure is logged and the next report (every [`CHECK_REPORT_EVERY`]) tries
+    /// again.
+    fn report(&mut self, s: &Service, h: Health) {
+        if self.outage.is_some() || self.pending.contains_key(&s.id) {
+            return;
+        }
+        match self.backend.check(s, h) {
+            Ok(()) => log::debug!(
+                "health: {} {} {}",
+                id12(&s.container_id),
+                s.id,
+                health_name(h)
+            ),
+            Err(e) => log::warn!("{e}"),
+        }
+    }
+
+    /// Every service with a Docker-health check, reported again before its TTL runs out.
+    fn report_all(&mut self) {
+        let all: Vec<(Service, Health)> = self
+            .checked
+            .iter()
+            .flat_map(|(id, &h)| {
+                self.registered
+                    .get(id)
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| docker_check(s))
+                    .map(move |s| (s.clone(), h))
+            })
+            .collect();
+        for (s, h) in all {
+            self.report(&s, h);
+        }
+    }
+
     /// Registers every running container again and settles the ones known here that are not
-    /// running any more (as their `die` would have).
+    /// running any more (as their `die` would have). With `-cleanup`, then removes this host's
+    /// services of containers that do not run.
     fn sync(&mut self, quiet: bool) {
         let running = match self.docker.running() {
             Ok(r) => r,
@@ -285,8 +684,22 @@ impl Bridge {
             }
         };
         log::debug!("sync: {} running containers", running.len());
+        let mut names = HashSet::new();
+        let mut complete = true;
         for id in &running {
-            self.add(id, quiet);
+            match self.docker.inspect(id) {
+                Ok(Some(c)) => {
+                    names.insert(c.short_name().to_string());
+                    if c.state.running {
+                        self.register(&c, quiet, true);
+                    }
+                }
+                Ok(None) => self.remove(id),
+                Err(e) => {
+                    log::error!("docker: inspect {}: {e}", id12(id));
+                    complete = false;
+                }
+            }
         }
         let stale: Vec<String> = self
             .registered
@@ -297,14 +710,140 @@ impl Bridge {
         for id in stale {
             match self.docker.inspect(&id) {
                 Ok(None) => self.remove(&id),
-                Ok(Some(c)) if c.state.running => self.register(&c, quiet),
+                Ok(Some(c)) if c.state.running => {
+                    names.insert(c.short_name().to_string());
+                    self.register(&c, quiet, true)
+                }
                 // Not running: settled as its `die` would have been (quietly: it repeats).
                 Ok(Some(c)) if self.keeps(c.state.exit_code) => {}
                 Ok(Some(_)) => self.remove(&id),
-                Err(e) => log::error!("docker: inspect {}: {e}", id12(&id)),
+                Err(e) => {
+                    log::error!("docker: inspect {}: {e}", id12(&id));
+                    complete = false;
+                }
+            }
+        }
+        if self.opts.cleanup {
+            if complete {
+                self.cleanup(&names);
+            } else {
+                log::warn!("cleanup skipped: not every container could be inspected");
             }
         }
     }
+
+    /// `-cleanup`: removes services in the registry with this host's default ID
+    /// (`<hostname>:<container>:<port>[:udp]`) whose container is not running, except those
+    /// `-deregister on-success` keeps. Custom IDs and other hosts' services are never touched.
+    fn cleanup(&mut self, running: &HashSet<String>) {
+        if self.outage.is_some() {
+            return;
+        }
+        let listed = match self.backend.list() {
+            Ok(l) => l,
+            Err(e) => {
+                log::warn!("cleanup: {e}");
+                return;
+            }
+        };
+        let wanted: HashSet<&str> = self
+            .registered
+            .values()
+            .flatten()
+            .map(|s| s.id.as_str())
+            .collect();
+        let stale: Vec<(Service, String)> = listed
+            .into_iter()
+            .filter(|s| !wanted.contains(s.id.as_str()) && !self.pending.contains_key(&s.id))
+            .filter_map(|s| {
+                let name = own_container(&s.id, &self.settings.hostname)?.to_string();
+                (!running.contains(&name)).then_some((s, name))
+            })
+            .collect();
+        for (s, name) in stale {
+            if self.opts.deregister == Deregister::OnSuccess {
+                if let Ok(Some(c)) = self.docker.inspect(&name) {
+                    if !c.state.running && self.keeps(c.state.exit_code) {
+                        continue;
+                    }
+                }
+            }
+            log::info!("cleanup: {} (container {name} is not running)", s.id);
+            self.apply(Op::Deregister(s));
+        }
+    }
+
+    /// SIGTERM/SIGINT. Registrations stay (the containers still run) unless
+    /// `-deregister-on-shutdown`: then every service this daemon registered is removed, one
+    /// try each, whatever the state of the registry.
+    fn shutdown(&mut self) {
+        if self.opts.deregister_on_shutdown {
+            let all: Vec<Service> = self.registered.drain().flat_map(|(_, l)| l).collect();
+            self.pending
+                .retain(|_, p| matches!(p.op, Op::Deregister(_)));
+            let mut ops: Vec<Op> = all.into_iter().map(Op::Deregister).collect();
+            ops.extend(
+                std::mem::take(&mut self.pending)
+                    .into_values()
+                    .map(|p| p.op),
+            );
+            let mut failed = 0;
+            for op in ops {
+                match self.backend.deregister(op.service()) {
+                    Ok(()) => self.done(&op, 0),
+                    Err(e) => {
+                        failed += 1;
+                        log::error!("deregister failed: {e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                log::warn!("shutdown: {failed} services could not be removed");
+            }
+        } else if !self.pending.is_empty() {
+            log::warn!(
+                "shutdown: {} registry changes not made (registry unreachable); -cleanup or a resync at the next start settles them",
+                self.pending.len()
+            );
+        }
+        self.flush();
+    }
+}
+
+/// `SERVICE_CHECK_DOCKER` (or the per-port form) is true.
+fn docker_check(s: &Service) -> bool {
+    s.attrs
+        .get("check_docker")
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+}
+
+fn health_name(h: Health) -> &'static str {
+    match h {
+        Health::Starting => "starting",
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+    }
+}
+
+/// The container name in a default service ID of this host: `<hostname>:<name>:<port>` or
+/// `<hostname>:<name>:<port>:udp`, with a name as Docker allows them.
+fn own_container<'a>(id: &'a str, hostname: &str) -> Option<&'a str> {
+    let rest = id.strip_prefix(hostname)?.strip_prefix(':')?;
+    let mut parts = rest.split(':');
+    let (name, port) = (parts.next()?, parts.next()?);
+    match (parts.next(), parts.next()) {
+        (None, _) | (Some("udp"), None) => {}
+        _ => return None,
+    }
+    let name_ok = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    let port_ok = !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
+    (name_ok && port_ok).then_some(name)
 }
 
 #[cfg(test)]
@@ -327,35 +866,69 @@ mod tests {
                 .map(|c| c.id.clone())
                 .collect())
         }
+        /// By ID or by name, as the engine does.
         fn inspect(&mut self, id: &str) -> Result<Option<Container>, docker::Error> {
-            Ok(self.0.lock().unwrap().get(id).cloned())
+            let all = self.0.lock().unwrap();
+            Ok(all
+                .get(id)
+                .or_else(|| all.values().find(|c| c.short_name() == id))
+                .cloned())
         }
     }
 
-    /// Service ID -> container ID of what is registered, and every call made.
-    type Calls = (BTreeMap<String, String>, Vec<String>);
+    /// What is registered (service ID -> container ID), every call made, and a switch that
+    /// makes the registry unreachable.
+    #[derive(Default)]
+    struct Reg {
+        held: BTreeMap<String, String>,
+        calls: Vec<String>,
+        down: bool,
+    }
     #[derive(Default, Clone)]
-    struct Recorder(Arc<Mutex<Calls>>);
+    struct Recorder(Arc<Mutex<Reg>>);
+
+    fn down() -> backend::Error {
+        backend::Error("connection refused".into())
+    }
 
     impl backend::Backend for Recorder {
         fn ping(&mut self) -> Result<(), backend::Error> {
+            let mut g = self.0.lock().unwrap();
+            g.calls.push("ping".into());
+            if g.down {
+                return Err(down());
+            }
             Ok(())
         }
         fn register(&mut self, s: &Service) -> Result<(), backend::Error> {
             let mut g = self.0.lock().unwrap();
-            g.0.insert(s.id.clone(), s.container_id.clone());
-            g.1.push(format!("register {}", s.id));
+            g.calls.push(format!("register {}", s.id));
+            if g.down {
+                return Err(down());
+            }
+            g.held.insert(s.id.clone(), s.container_id.clone());
             Ok(())
         }
         fn deregister(&mut self, s: &Service) -> Result<(), backend::Error> {
             let mut g = self.0.lock().unwrap();
-            g.0.remove(&s.id);
-            g.1.push(format!("deregister {}", s.id));
+            g.calls.push(format!("deregister {}", s.id));
+            if g.down {
+                return Err(down());
+            }
+            g.held.remove(&s.id);
+            Ok(())
+        }
+        fn check(&mut self, s: &Service, h: Health) -> Result<(), backend::Error> {
+            let mut g = self.0.lock().unwrap();
+            g.calls.push(format!("check {} {}", s.id, health_name(h)));
             Ok(())
         }
         fn list(&mut self) -> Result<Vec<Service>, backend::Error> {
             let g = self.0.lock().unwrap();
-            Ok(g.0
+            if g.down {
+                return Err(down());
+            }
+            Ok(g.held
                 .keys()
                 .map(|id| Service {
                     id: id.clone(),
@@ -380,13 +953,15 @@ mod tests {
                 ip: Some("127.0.0.1".into()),
                 ..Settings::default()
             };
+            let opts = Options {
+                deregister: mode,
+                ..Options::default()
+            };
             let bridge = Bridge::new(
                 Box::new(FakeEngine(engine.clone())),
                 Box::new(reg.clone()),
                 settings,
-                mode,
-                None,
-                None,
+                opts,
             );
             World {
                 engine,
@@ -398,9 +973,20 @@ mod tests {
         /// Starts (or restarts) container `id` named `name` publishing port 80 and tells the
         /// worker, as the engine's `start` event would.
         fn start(&mut self, id: &str, name: &str, env: &[&str]) {
+            self.create(id, name, env, None);
+            self.event(Action::Start, id, None);
+        }
+
+        /// A running container as the engine has it, without telling the worker; `health` is
+        /// its HEALTHCHECK status if it has one.
+        fn create(&mut self, id: &str, name: &str, env: &[&str], health: Option<&str>) {
+            let mut state = serde_json::json!({"Running": true, "ExitCode": 0});
+            if let Some(h) = health {
+                state["Health"] = serde_json::json!({"Status": h});
+            }
             let j = serde_json::json!({
                 "Id": id, "Name": format!("/{name}"),
-                "State": {"Running": true, "ExitCode": 0},
+                "State": state,
                 "Config": {"Image": "img", "Env": env, "ExposedPorts": {"80/tcp": {}}},
                 "NetworkSettings": {"Ports": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}}
             });
@@ -408,7 +994,41 @@ mod tests {
                 .lock()
                 .unwrap()
                 .insert(id.into(), serde_json::from_value(j).unwrap());
-            self.event(Action::Start, id, None);
+        }
+
+        fn with(opts: Options) -> World {
+            let mut w = World::new(opts.deregister);
+            w.bridge.opts = opts;
+            w
+        }
+
+        fn state(&mut self, id: &str, f: impl FnOnce(&mut crate::docker::container::State)) {
+            f(&mut self.engine.lock().unwrap().get_mut(id).unwrap().state);
+        }
+
+        fn health(&mut self, id: &str, h: &str) {
+            self.state(id, |s| s.health.as_mut().unwrap().status = h.into());
+            self.event(Action::Health(Health::parse(h)), id, None);
+        }
+
+        fn down(&self, down: bool) {
+            self.reg.0.lock().unwrap().down = down;
+        }
+
+        fn calls(&self) -> Vec<String> {
+            std::mem::take(&mut self.reg.0.lock().unwrap().calls)
+        }
+
+        /// Time passes: every retry is due now, and the worker runs it.
+        fn retry(&mut self) {
+            let now = Instant::now();
+            if let Some(o) = &mut self.bridge.outage {
+                o.ping.due = now;
+            }
+            for p in self.bridge.pending.values_mut() {
+                p.due = now;
+            }
+            self.bridge.retry();
         }
 
         fn exit(&mut self, id: &str, code: i64) {
@@ -435,7 +1055,7 @@ mod tests {
         }
 
         fn ids(&self) -> Vec<String> {
-            self.reg.0.lock().unwrap().0.keys().cloned().collect()
+            self.reg.0.lock().unwrap().held.keys().cloned().collect()
         }
     }
 
@@ -498,7 +1118,7 @@ mod tests {
         w.start("new", "web", &[]); // recreated under the same name: same service ID
         w.destroy("old");
         assert_eq!(w.ids(), ["h:web:80"], "the new container's service stays");
-        assert_eq!(w.reg.0.lock().unwrap().0["h:web:80"], "new");
+        assert_eq!(w.reg.0.lock().unwrap().held["h:web:80"], "new");
         w.exit("new", 0);
         assert!(w.ids().is_empty());
 
@@ -536,13 +1156,13 @@ mod tests {
         assert!(w.bridge.handle(Msg::Sync));
         assert_eq!(w.ids(), ["h:failed:80", "h:new:80", "h:stays:80"]);
         // A second sync changes nothing.
-        let calls = w.reg.0.lock().unwrap().1.len();
+        let calls = w.reg.0.lock().unwrap().calls.len();
         assert!(w.bridge.handle(Msg::Sync));
         let g = w.reg.0.lock().unwrap();
         assert!(
-            g.1[calls..].iter().all(|c| c.starts_with("register")),
+            g.calls[calls..].iter().all(|c| c.starts_with("register")),
             "{:?}",
-            &g.1[calls..]
+            &g.calls[calls..]
         );
     }
 
@@ -556,5 +1176,188 @@ mod tests {
         w.event(Action::Start, "unknown", None);
         assert!(w.ids().is_empty());
         assert!(!w.bridge.handle(Msg::Shutdown));
+    }
+
+    #[test]
+    fn an_outage_holds_one_change_per_service_and_converges_when_it_ends() {
+        let mut w = World::new(Deregister::Always);
+        w.start("a", "a", &[]);
+        w.start("b", "b", &[]);
+        w.down(true);
+        w.calls();
+        w.start("c", "c", &[]);
+        assert_eq!(
+            w.calls(),
+            ["register h:c:80", "ping"],
+            "one try, then a ping"
+        );
+        // Churn while it is down: nothing is sent, one pending change per service.
+        w.exit("a", 0);
+        for _ in 0..100 {
+            w.exit("c", 0);
+            w.start("c", "c", &[]);
+        }
+        assert!(w.calls().is_empty(), "held, not sent");
+        assert_eq!(w.bridge.pending.len(), 2, "h:a:80 and h:c:80");
+        w.retry();
+        assert_eq!(w.calls(), ["ping"], "still down: only pinged");
+        // It comes back without its data (a dev agent restarted).
+        w.reg.0.lock().unwrap().held.clear();
+        w.down(false);
+        w.retry();
+        assert_eq!(w.ids(), ["h:b:80", "h:c:80"]);
+        assert!(w.bridge.pending.is_empty() && w.bridge.outage.is_none());
+        assert!(w.bridge.retry_at().is_none(), "no timer left");
+    }
+
+    #[test]
+    fn a_call_the_registry_refuses_is_retried_with_backoff_without_holding_others() {
+        let mut w = World::new(Deregister::Always);
+        // The registry answers pings but this one call fails (a 500 from one request).
+        w.down(true);
+        w.start("a", "a", &[]);
+        w.down(false);
+        w.bridge.outage = None;
+        w.start("b", "b", &[]);
+        assert_eq!(w.ids(), ["h:b:80"], "b is not held back by a");
+        assert_eq!(w.bridge.pending["h:a:80"].tries, 1);
+        w.retry();
+        assert_eq!(w.ids(), ["h:a:80", "h:b:80"]);
+        assert_eq!(backoff(1), RETRY_MIN);
+        assert_eq!(backoff(2), RETRY_MIN * 2);
+        assert_eq!(backoff(40), RETRY_MAX);
+    }
+
+    #[test]
+    fn cleanup_removes_only_this_hosts_services_of_containers_not_running() {
+        let mut w = World::with(Options {
+            cleanup: true,
+            deregister: Deregister::OnSuccess,
+            ..Options::default()
+        });
+        for id in [
+            "h:gone:80",
+            "h:gone:53:udp",
+            "h:web:80",
+            "h:web:81",
+            "h:failed:80",
+            "other:gone:80",
+            "custom",
+            "h:gone:x",
+            "h:gone:80:tcp",
+            "hh:gone:80",
+        ] {
+            w.reg
+                .0
+                .lock()
+                .unwrap()
+                .held
+                .insert(id.into(), String::new());
+        }
+        w.create("w1", "web", &[], None);
+        w.create("f1", "failed", &[], None);
+        w.state("f1", |s| {
+            s.running = false;
+            s.exit_code = 3;
+        });
+        assert!(w.bridge.handle(Msg::Sync));
+        assert_eq!(
+            w.ids(),
+            [
+                "custom",
+                "h:failed:80",
+                "h:gone:80:tcp",
+                "h:gone:x",
+                "h:web:80",
+                "h:web:81",
+                "hh:gone:80",
+                "other:gone:80"
+            ]
+        );
+        assert_eq!(own_container("h:a.b_c-1:8080:udp", "h"), Some("a.b_c-1"));
+        assert_eq!(own_container("h:-a:80", "h"), None);
+        assert_eq!(own_container("h:a:123456", "h"), None);
+        assert_eq!(own_container("h::80", "h"), None);
+    }
+
+    #[test]
+    fn paused_containers_are_deregistered_until_unpaused() {
+        let mut w = World::new(Deregister::Always);
+        w.start("a", "a", &[]);
+        w.state("a", |s| s.paused = true);
+        w.event(Action::Pause, "a", None);
+        assert!(w.ids().is_empty());
+        assert!(w.bridge.handle(Msg::Sync), "a sync while paused");
+        assert!(w.ids().is_empty());
+        w.state("a", |s| s.paused = false);
+        w.event(Action::Unpause, "a", None);
+        assert_eq!(w.ids(), ["h:a:80"]);
+    }
+
+    #[test]
+    fn require_healthy_follows_the_healthcheck() {
+        let mut w = World::with(Options {
+            require_healthy: true,
+            ..Options::default()
+        });
+        w.create("a", "a", &[], Some("starting"));
+        w.event(Action::Start, "a", None);
+        w.start("plain", "plain", &[]);
+        assert_eq!(w.ids(), ["h:plain:80"], "no HEALTHCHECK: as before");
+        w.health("a", "healthy");
+        assert_eq!(w.ids(), ["h:a:80", "h:plain:80"]);
+        w.health("a", "unhealthy");
+        assert_eq!(w.ids(), ["h:plain:80"]);
+        w.health("a", "healthy");
+        assert_eq!(w.ids(), ["h:a:80", "h:plain:80"]);
+        // A late event says healthy, inspect says unhealthy: inspect wins.
+        w.state("a", |s| {
+            s.health.as_mut().unwrap().status = "unhealthy".into()
+        });
+        w.event(Action::Health(Some(Health::Healthy)), "a", None);
+        assert_eq!(w.ids(), ["h:plain:80"]);
+    }
+
+    #[test]
+    fn docker_health_is_reported_to_the_check() {
+        let mut w = World::new(Deregister::Always);
+        w.create("a", "a", &["SERVICE_CHECK_DOCKER=true"], Some("starting"));
+        w.event(Action::Start, "a", None);
+        assert_eq!(w.calls(), ["register h:a:80", "check h:a:80 starting"]);
+        w.health("a", "healthy");
+        assert_eq!(w.calls(), ["check h:a:80 healthy"], "no second register");
+        w.health("a", "unhealthy");
+        assert_eq!(w.calls(), ["check h:a:80 unhealthy"]);
+        assert_eq!(w.ids(), ["h:a:80"], "registered throughout");
+        w.bridge.report_all();
+        assert_eq!(w.calls(), ["check h:a:80 unhealthy"]);
+        // Without a HEALTHCHECK there is nothing to mirror.
+        w.start("b", "b", &["SERVICE_CHECK_DOCKER=true"]);
+        assert_eq!(w.calls(), ["register h:b:80"]);
+        assert!(!docker_check(&w.bridge.registered["b"][0]));
+        w.exit("a", 0);
+        assert!(w.bridge.checked.is_empty());
+    }
+
+    #[test]
+    fn shutdown_leaves_services_unless_asked() {
+        let mut w = World::new(Deregister::Always);
+        w.start("a", "a", &[]);
+        assert!(!w.bridge.handle(Msg::Shutdown));
+        assert_eq!(w.ids(), ["h:a:80"]);
+        let mut w = World::with(Options {
+            deregister_on_shutdown: true,
+            ..Options::default()
+        });
+        w.start("a", "a", &[]);
+        w.start("b", "b", &[]);
+        w.reg
+            .0
+            .lock()
+            .unwrap()
+            .held
+            .insert("other".into(), String::new());
+        assert!(!w.bridge.handle(Msg::Shutdown));
+        assert_eq!(w.ids(), ["other"]);
     }
 }

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use crate::service::split_tags;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Deregister {
+    #[default]
     Always,
     OnSuccess,
 }
@@ -34,6 +35,10 @@ pub struct Config {
     pub retry_attempts: Option<u64>,
     pub retry_interval: Duration,
     pub cleanup: bool,
+    /// `-require-healthy`: containers with a HEALTHCHECK are registered only while healthy.
+    pub require_healthy: bool,
+    /// `-deregister-on-shutdown`: remove every service this daemon registered before exiting.
+    pub deregister_on_shutdown: bool,
     pub uri: String,
 }
 
@@ -74,6 +79,8 @@ fn canonical(name: &str) -> &str {
         "ttl_refresh" => "ttl-refresh",
         "retry_attempts" => "retry-attempts",
         "retry_interval" => "retry-interval",
+        "require_healthy" => "require-healthy",
+        "deregister_on_shutdown" => "deregister-on-shutdown",
         n => n,
     }
 }
@@ -84,8 +91,13 @@ Usage: registrator [options] <registry URI>
 Registers the published ports of running Docker containers as services in a registry
 and deregisters them when the containers stop.
 
-Registry URIs:
-  consul://[host:port]     Consul agent (default 127.0.0.1:8500, or CONSUL_HTTP_ADDR)
+Registry URIs (each backend can be left out of a build; see README):
+  consul://[host:port]     Consul agent (default 127.0.0.1:8500, or CONSUL_HTTP_ADDR);
+                           consul-tls://, consul-unix:///path/consul.sock
+  consulkv://[host:port]/prefix      Consul KV: <prefix>/<name>/<id> = ip:port
+  etcd://[host:port]/prefix          etcd v3; etcd-legacy:// for the v2 keys API
+  skydns2://[host:port]/domain       SkyDNS 2 records in etcd v2; coredns:// in etcd v3
+  zookeeper://host:port[,host:port]/base   ephemeral nodes <base>/<name>/<ip:port>
   file:///path/file.json   Prometheus file_sd JSON file, rewritten atomically
 
 Options (single or double dash; -flag=value or -flag value; -bool or -bool=false):
@@ -102,13 +114,18 @@ Options (single or double dash; -flag=value or -flag value; -bool or -bool=false
   -resync <seconds>        re-register all running containers every N seconds (default 0: off)
   -deregister <mode>       always | on-success: keep services of containers that exited with
                            code 1..127 (default always)
-  -ttl <seconds>           TTL of services in backends with expiry (default 0: none; no
-                           backend of this version expires services, so it is only checked)
+  -ttl <seconds>           TTL of services in etcd, etcd-legacy, skydns2 and coredns (default
+                           0: none)
   -ttl-refresh <seconds>   refresh the TTL every N seconds; must be below -ttl (default 0)
   -retry-attempts <n>      extra pings of the registry at start; -1 retries forever (default 0)
   -retry-interval <ms>     pause between those pings (default 2000)
-  -cleanup                 remove services this host registered whose container is gone
-                           (default false; accepted, not yet acted on by this version)
+  -cleanup                 at start and every sync, remove services with this host's default
+                           IDs (<hostname>:<container>:<port>) whose container is not running
+                           (default false)
+  -require-healthy         register containers that have a HEALTHCHECK only while healthy;
+                           deregister on unhealthy (default false)
+  -deregister-on-shutdown  on SIGTERM/SIGINT remove every service this daemon registered
+                           before exiting (default false: leave them, the containers still run)
   -h, -help                print this help
   -V, -version             print the version
 
@@ -202,6 +219,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Usage
     let mut retry_attempts = Some(0);
     let mut retry_interval = 2000;
     let mut cleanup = false;
+    let mut require_healthy = false;
+    let mut deregister_on_shutdown = false;
     let mut positional: Vec<String> = Vec::new();
 
     let err = |e: lexopt::Error| Usage(e.to_string());
@@ -270,6 +289,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Usage
                         "internal" => internal = parse_bool(flag, v)?,
                         "explicit" => explicit = parse_bool(flag, v)?,
                         "cleanup" => cleanup = parse_bool(flag, v)?,
+                        "require-healthy" => require_healthy = parse_bool(flag, v)?,
+                        "deregister-on-shutdown" => deregister_on_shutdown = parse_bool(flag, v)?,
                         _ => return Err(Usage(format!("flag provided but not defined: -{flag}"))),
                     }
                 }
@@ -326,6 +347,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Usage
         retry_attempts,
         retry_interval: Duration::from_millis(retry_interval),
         cleanup,
+        require_healthy,
+        deregister_on_shutdown,
         uri,
     })))
 }

@@ -73,8 +73,12 @@ use signal_hook::iterator::Signals;
 use crate::bridge::{Bridge, Msg};
 use crate::cli::Command;
 
-/// How long shutdown waits for the worker to finish what it is doing.
+/// How long shutdown waits for the worker to finish what it is doing: SIGTERM exits within a
+/// second.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
+/// With `-deregister-on-shutdown`, the worker removes every service first; `docker stop` gives
+/// a container 10 s before SIGKILL.
+const SHUTDOWN_GRACE_DEREGISTER: Duration = Duration::from_secs(8);
 
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args_os().skip(1)) {
@@ -151,9 +155,6 @@ fn run(config: cli::Config) -> Result<(), Fail> {
         );
     }
     let endpoint = docker::Endpoint::from_env()?;
-    if config.cleanup {
-        log::warn!("-cleanup is accepted but not acted on by this version");
-    }
 
     let hostname = hostname();
     let host_ip = match config.ip {
@@ -199,9 +200,14 @@ fn run(config: cli::Config) -> Result<(), Fail> {
         Box::new(docker::Client::new(endpoint.clone())),
         backend,
         settings,
-        config.deregister,
-        config.resync,
-        config.ttl.map(|(_, refresh)| Duration::from_secs(refresh)),
+        bridge::Options {
+            deregister: config.deregister,
+            resync: config.resync,
+            refresh: config.ttl.map(|(_, refresh)| Duration::from_secs(refresh)),
+            cleanup: config.cleanup,
+            require_healthy: config.require_healthy,
+            deregister_on_shutdown: config.deregister_on_shutdown,
+        },
     );
     thread::Builder::new()
         .name("worker".into())
@@ -220,8 +226,13 @@ fn run(config: cli::Config) -> Result<(), Fail> {
         log::info!("{}: shutting down", signal_name(sig));
     }
     let _ = tx.send(Msg::Shutdown);
-    if done_rx.recv_timeout(SHUTDOWN_GRACE).is_err() {
-        log::warn!("worker still busy after {SHUTDOWN_GRACE:?}; exiting anyway");
+    let grace = if config.deregister_on_shutdown {
+        SHUTDOWN_GRACE_DEREGISTER
+    } else {
+        SHUTDOWN_GRACE
+    };
+    if done_rx.recv_timeout(grace).is_err() {
+        log::warn!("worker still busy after {grace:?}; exiting anyway");
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::http::{CallError, Client};
 use super::{Backend, Error, OpenError, Uri};
 use crate::docker::container::id12;
+use crate::docker::events::Health;
 use crate::docker::percent_encode;
 use crate::service::Service;
 
@@ -73,6 +74,22 @@ impl Backend for Consul {
             Err(CallError::Status(_, text)) if text.contains("Unknown service") => Ok(()),
             Err(e) => Err(Error(format!("consul: deregister {}: {e}", s.id))),
         }
+    }
+
+    fn check(&mut self, s: &Service, health: Health) -> Result<(), Error> {
+        let (status, output) = match health {
+            Health::Healthy => ("passing", "Docker HEALTHCHECK: healthy"),
+            Health::Unhealthy => ("critical", "Docker HEALTHCHECK: unhealthy"),
+            Health::Starting => ("critical", "Docker HEALTHCHECK: starting"),
+        };
+        let body = serde_json::json!({"Status": status, "Output": output}).to_string();
+        let path = format!(
+            "/v1/agent/check/update/{}",
+            percent_encode(&format!("service:{}", s.id))
+        );
+        self.put(&path, Some(body.as_bytes()))
+            .map(drop)
+            .map_err(|e| Error(format!("consul: check of {}: {e}", s.id)))
     }
 
     fn list(&mut self) -> Result<Vec<Service>, Error> {
@@ -152,6 +169,8 @@ pub struct Check {
     pub status: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deregister_critical_service_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
 }
 
 /// A registration body and what was dropped from it, for warnings.
@@ -223,10 +242,22 @@ fn flag(s: &Service, key: &str, warnings: &mut Vec<String>) -> Option<bool> {
     }
 }
 
+/// TTL of the check that mirrors a container's Docker health (`SERVICE_CHECK_DOCKER`): the
+/// daemon reports it on every health change and every `bridge::CHECK_REPORT_EVERY` (20 s), so
+/// the check goes critical a minute after the daemon stops reporting.
+pub const DOCKER_CHECK_TTL: &str = "60s";
+
 fn check(s: &Service, warnings: &mut Vec<String>) -> Option<Check> {
     let attr = |k: &str| s.attrs.get(k).filter(|v| !v.is_empty()).cloned();
     let addr = s.address();
     let mut c = Check::default();
+    if flag(s, "check_docker", warnings) == Some(true) {
+        // Reported by the daemon from the container's health events; critical until then.
+        c.ttl = Some(DOCKER_CHECK_TTL.into());
+        c.notes = Some("Docker HEALTHCHECK status, reported by registrator".into());
+        c.deregister_critical_service_after = attr("check_deregister_after");
+        return Some(c);
+    }
     if let Some(path) = attr("check_http") {
         c.http = Some(format!("http://{addr}{path}"));
         c.method = attr("check_http_method");

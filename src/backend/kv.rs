@@ -2,7 +2,7 @@
 //! etcd v3 and v2, and the SkyDNS 2 / CoreDNS layout on top of etcd. A [`Layout`] says which key
 //! and value a service gets; a [`Store`] speaks one store's API.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::{Backend, Error, Uri};
 use crate::service::Service;
@@ -133,11 +133,6 @@ pub struct Kv<S: Store> {
     layout: Layout,
     /// Every key this daemon put and its value: what a refresh keeps alive or puts back.
     put: BTreeMap<String, String>,
-    /// Keys whose put or delete failed: tried again after the next batch of changes and at each
-    /// refresh, so a key that should be gone is not kept alive, and one that should be there
-    /// comes back.
-    unput: BTreeSet<String>,
-    undeleted: BTreeSet<String>,
 }
 
 impl<S: Store> Kv<S> {
@@ -146,8 +141,6 @@ impl<S: Store> Kv<S> {
             store,
             layout,
             put: BTreeMap::new(),
-            unput: BTreeSet::new(),
-            undeleted: BTreeSet::new(),
         }
     }
 }
@@ -175,13 +168,7 @@ impl<S: Store> Backend for Kv<S> {
                 }
             }
         }
-        self.undeleted.remove(&key);
         let result = self.store.put(&key, &value);
-        if result.is_err() {
-            self.unput.insert(key.clone());
-        } else {
-            self.unput.remove(&key);
-        }
         self.put.insert(key, value);
         result.map_err(|e| Error(format!("{}: register {}: {e}", self.store.name(), s.id)))
     }
@@ -190,12 +177,9 @@ impl<S: Store> Backend for Kv<S> {
         let key = self.layout.key(s);
         // No longer wanted whatever happens: a refresh must not keep it alive.
         self.put.remove(&key);
-        self.unput.remove(&key);
-        let result = self.store.delete(&key);
-        if result.is_err() {
-            self.undeleted.insert(key);
-        }
-        result.map_err(|e| Error(format!("{}: deregister {}: {e}", self.store.name(), s.id)))
+        self.store
+            .delete(&key)
+            .map_err(|e| Error(format!("{}: deregister {}: {e}", self.store.name(), s.id)))
     }
 
     fn list(&mut self) -> Result<Vec<Service>, Error> {
@@ -211,39 +195,9 @@ impl<S: Store> Backend for Kv<S> {
     }
 
     fn refresh(&mut self) -> Result<(), Error> {
-        self.retry_failed()?;
         self.store
             .refresh(&self.put)
             .map_err(|e| Error(format!("{}: refresh: {e}", self.store.name())))
-    }
-
-    /// After each batch of changes: puts and deletes that failed before are tried again.
-    fn flush(&mut self) -> Result<(), Error> {
-        self.retry_failed()
-    }
-}
-
-impl<S: Store> Kv<S> {
-    /// Tries the failed puts and deletes again; stops at the first that fails again.
-    fn retry_failed(&mut self) -> Result<(), Error> {
-        let name = self.store.name().to_string();
-        for key in std::mem::take(&mut self.undeleted) {
-            if let Err(e) = self.store.delete(&key) {
-                let err = Error(format!("{name}: delete {key} again: {e}"));
-                self.undeleted.insert(key);
-                return Err(err);
-            }
-        }
-        for key in std::mem::take(&mut self.unput) {
-            let Some(value) = self.put.get(&key) else {
-                continue;
-            };
-            if let Err(e) = self.store.put(&key, value) {
-                self.unput.insert(key.clone());
-                return Err(Error(format!("{name}: put {key} again: {e}")));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -384,21 +338,16 @@ mod tests {
     }
 
     #[test]
-    fn failed_puts_and_deletes_are_tried_again_at_refresh() {
+    fn a_failed_delete_is_not_kept_alive_by_a_refresh() {
         let (mut kv, a, b) = two();
         kv.register(&a).unwrap();
+        kv.register(&b).unwrap();
         kv.store.down = true;
-        assert!(kv.register(&b).is_err());
         assert!(kv.deregister(&a).is_err());
         assert!(kv.refresh().is_err());
-        assert!(kv.flush().is_err());
         kv.store.down = false;
-        // Without -ttl there is no refresh: the next batch's flush does it.
-        kv.flush().unwrap();
-        let keys: Vec<_> = kv.store.keys.keys().cloned().collect();
-        assert_eq!(keys, ["/svc/web/host:web:80"], "a deleted, b put");
+        // The worker retries the delete; meanwhile a refresh keeps only b alive.
         kv.refresh().unwrap();
-        // Only b is kept alive.
         assert_eq!(kv.store.refreshed, [1]);
     }
 

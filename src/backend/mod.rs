@@ -28,6 +28,7 @@ pub mod zookeeper;
 use std::fmt;
 use std::time::Duration;
 
+use crate::docker::events::Health;
 use crate::service::Service;
 
 /// A registry adapter. Every call is made from the worker thread, one at a time.
@@ -41,6 +42,12 @@ pub trait Backend: Send {
     /// The services in this backend's part of the registry (for `-cleanup`), with as much of
     /// each as the registry keeps: always the name and what [`Backend::deregister`] needs.
     fn list(&mut self) -> Result<Vec<Service>, Error>;
+    /// Reports a container's Docker health to the check of one of its services registered
+    /// with `SERVICE_CHECK_DOCKER` (Consul: a TTL check). Backends without checks ignore it.
+    fn check(&mut self, service: &Service, health: Health) -> Result<(), Error> {
+        let _ = (service, health);
+        Ok(())
+    }
     /// Called every `-ttl-refresh`: keeps what was registered from expiring (and puts back what
     /// a registry that lost its data no longer has).
     fn refresh(&mut self) -> Result<(), Error> {

@@ -7,6 +7,8 @@ use serde::de::{Deserializer, IgnoredAny};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+use super::events::Health;
+
 /// `null` reads as the type's default.
 fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where
@@ -39,6 +41,31 @@ pub struct State {
     pub running: bool,
     #[serde(rename = "ExitCode", default, deserialize_with = "nullable")]
     pub exit_code: i64,
+    /// A paused container is also `Running`.
+    #[serde(rename = "Paused", default, deserialize_with = "nullable")]
+    pub paused: bool,
+    /// Present only for containers with a HEALTHCHECK.
+    #[serde(rename = "Health", default)]
+    pub health: Option<HealthState>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct HealthState {
+    /// `starting`, `healthy`, `unhealthy` (or `none` where an engine says so).
+    #[serde(rename = "Status", default, deserialize_with = "nullable")]
+    pub status: String,
+}
+
+impl State {
+    /// The HEALTHCHECK status; `None` for a container without one. A status not known here
+    /// counts as not healthy yet.
+    pub fn health(&self) -> Option<Health> {
+        let h = self.health.as_ref()?;
+        match h.status.as_str() {
+            "" | "none" => None,
+            s => Some(Health::parse(s).unwrap_or(Health::Starting)),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -143,6 +143,25 @@ impl EventDecoder {
     }
 }
 
+/// A container's HEALTHCHECK status, as `State.Health.Status` and health events give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    pub fn parse(s: &str) -> Option<Health> {
+        match s.trim() {
+            "starting" => Some(Health::Starting),
+            "healthy" => Some(Health::Healthy),
+            "unhealthy" => Some(Health::Unhealthy),
+            _ => None,
+        }
+    }
+}
+
 /// What happened to a container, as far as registration cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -150,6 +169,11 @@ pub enum Action {
     Die,
     /// The container is gone (`destroy`; Podman says `remove`).
     Destroy,
+    Pause,
+    Unpause,
+    /// A HEALTHCHECK result changed: Docker's `health_status: healthy`, or Podman's
+    /// `health_status` with the status in an attribute. `None` for a status not known here.
+    Health(Option<Health>),
     /// Anything else the engine sent; ignored by the worker.
     Other(String),
 }
@@ -195,6 +219,8 @@ struct RawActor<'a> {
 struct RawAttributes<'a> {
     #[serde(rename = "exitCode", borrow)]
     exit_code: Option<Text<'a>>,
+    #[serde(borrow)]
+    health_status: Option<Text<'a>>,
 }
 
 /// A JSON string borrowed from the input unless it has escapes. (serde borrows a `Cow` only
@@ -220,20 +246,29 @@ pub fn decode(line: &[u8]) -> Result<Option<Event>, Error> {
         .ok_or(Error::NoId)?
         .0
         .into_owned();
+    let (exit_code, health) = match attributes {
+        Some(a) => (a.exit_code, a.health_status),
+        None => (None, None),
+    };
     let action = raw.action.or(raw.status).unwrap_or_default().0;
     let action = match &*action {
         "start" => Action::Start,
         "die" => Action::Die,
         "destroy" | "remove" => Action::Destroy,
-        _ => Action::Other(action.into_owned()),
+        "pause" => Action::Pause,
+        "unpause" => Action::Unpause,
+        // Podman: the status is an attribute.
+        "health_status" => Action::Health(health.and_then(|h| Health::parse(&h.0))),
+        a => match a.strip_prefix("health_status:") {
+            Some(status) => Action::Health(Health::parse(status)),
+            None => Action::Other(action.into_owned()),
+        },
     };
     let time_nano = raw
         .time_nano
         .or_else(|| raw.time.and_then(|t| t.checked_mul(1_000_000_000)))
         .unwrap_or(0);
-    let exit_code = attributes
-        .and_then(|a| a.exit_code)
-        .and_then(|c| c.0.trim().parse().ok());
+    let exit_code = exit_code.and_then(|c| c.0.trim().parse().ok());
     Ok(Some(Event {
         action,
         id,
@@ -357,8 +392,22 @@ mod tests {
             r#"{"Type":"container","Action":"health_status: healthy","Actor":{"ID":"abc"}}"#;
         assert_eq!(
             decode(health.as_bytes()).unwrap().unwrap().action,
-            Action::Other("health_status: healthy".into())
+            Action::Health(Some(Health::Healthy))
         );
+        let podman_health = r#"{"Type":"container","Action":"health_status","Actor":{"ID":"abc","Attributes":{"health_status":"unhealthy"}}}"#;
+        assert_eq!(
+            decode(podman_health.as_bytes()).unwrap().unwrap().action,
+            Action::Health(Some(Health::Unhealthy))
+        );
+        let odd = r#"{"Type":"container","Action":"health_status: sideways","Actor":{"ID":"abc"}}"#;
+        assert_eq!(
+            decode(odd.as_bytes()).unwrap().unwrap().action,
+            Action::Health(None)
+        );
+        for (a, want) in [("pause", Action::Pause), ("unpause", Action::Unpause)] {
+            let j = format!(r#"{{"Type":"container","Action":"{a}","Actor":{{"ID":"abc"}}}}"#);
+            assert_eq!(decode(j.as_bytes()).unwrap().unwrap().action, want);
+        }
         // Escaped strings cannot be borrowed; they decode all the same.
         let escaped = r#"{"Type":"cont\u0061iner","Action":"st\u0061rt","Actor":{"ID":"a\u0062c","Attributes":{"exitCode":"\u0033"}}}"#;
         let ev = decode(escaped.as_bytes()).unwrap().unwrap();

@@ -25,7 +25,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_BUF: usize = 8 * 1024;
 
 /// Container events the daemon subscribes to.
-const EVENT_FILTER: &str = r#"{"type":["container"],"event":["start","die","destroy","remove"]}"#;
+/// `health_status` matches Docker's `health_status: <status>` (the engine matches it as a
+/// prefix) and Podman's `health_status`.
+const EVENT_FILTER: &str = r#"{"type":["container"],"event":["start","die","destroy","remove","pause","unpause","health_status"]}"#;
 
 /// Where the engine listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
