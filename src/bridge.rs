@@ -689,8 +689,10 @@ impl Bridge {
         for id in &running {
             match self.docker.inspect(id) {
                 Ok(Some(c)) => {
-                    names.insert(c.short_name().to_string());
                     if c.state.running {
+                        if self.held_back(&c).is_none() {
+                            names.insert(c.short_name().to_string());
+                        }
                         self.register(&c, quiet, true);
                     }
                 }
@@ -711,7 +713,9 @@ impl Bridge {
             match self.docker.inspect(&id) {
                 Ok(None) => self.remove(&id),
                 Ok(Some(c)) if c.state.running => {
-                    names.insert(c.short_name().to_string());
+                    if self.held_back(&c).is_none() {
+                        names.insert(c.short_name().to_string());
+                    }
                     self.register(&c, quiet, true)
                 }
                 // Not running: settled as its `die` would have been (quietly: it repeats).
@@ -733,8 +737,9 @@ impl Bridge {
     }
 
     /// `-cleanup`: removes services in the registry with this host's default ID
-    /// (`<hostname>:<container>:<port>[:udp]`) whose container is not running, except those
-    /// `-deregister on-success` keeps. Custom IDs and other hosts' services are never touched.
+    /// (`<hostname>:<container>:<port>[:udp]`) whose container is not running (or is held back:
+    /// paused, or not healthy under `-require-healthy`), except those `-deregister on-success`
+    /// keeps. Custom IDs and other hosts' services are never touched.
     fn cleanup(&mut self, running: &HashSet<String>) {
         if self.outage.is_some() {
             return;

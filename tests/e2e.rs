@@ -822,3 +822,159 @@ fn file_backend_after_churn() {
         assert_eq!(e["labels"]["meta_odd_key"], "v");
     }
 }
+
+#[test]
+fn paused_containers_leave_and_come_back() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&["-ip", "127.0.0.1", &consul()]);
+    run_bb("napper");
+    run_bb("awake");
+    let id = format!("{h}:napper:80");
+    wait_service(&d, &id);
+    docker(&["pause", "napper"]);
+    wait_gone(&d, &id);
+    assert!(svc(&format!("{h}:awake:80")).is_object());
+    docker(&["unpause", "napper"]);
+    wait_service(&d, &id);
+    // Paused while the daemon is away: the sync at start leaves it out.
+    drop(d);
+    docker(&["pause", "napper"]);
+    let d = Daemon::start(&["-ip", "127.0.0.1", "-cleanup", &consul()]);
+    converge(&d, &[format!("{h}:awake:80")]);
+    docker(&["unpause", "napper"]);
+    converge(&d, &[format!("{h}:awake:80"), id]);
+}
+
+#[test]
+fn shutdown_leaves_services_or_removes_them_when_asked() {
+    let _g = lock();
+    let h = hostname();
+    for n in ["s1", "s2", "s3"] {
+        run_bb(n);
+    }
+    let all: Vec<String> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|n| format!("{h}:{n}:80"))
+        .collect();
+    let mut d = Daemon::start(&["-ip", "127.0.0.1", &consul()]);
+    converge(&d, &all);
+    let (status, took) = d.stop_with("TERM");
+    eprintln!("SIGTERM -> exit 0 in {took:?}, services left in place");
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(services().len(), 3);
+
+    let mut d = Daemon::start(&["-ip", "127.0.0.1", "-deregister-on-shutdown", &consul()]);
+    converge(&d, &all);
+    let (status, took) = d.stop_with("INT");
+    eprintln!("SIGINT with -deregister-on-shutdown -> exit 0 in {took:?}");
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    assert!(services().is_empty(), "{:?}\n{}", services(), d.log());
+    assert_eq!(d.log().matches("removed: ").count(), 3, "{}", d.log());
+}
+
+/// Creates and starts a container through the engine's API directly, with what the docker CLI
+/// refuses to send (empty label keys, env entries without a name or without `=`).
+fn create_raw(name: &str, body: &Value) -> String {
+    let sock = docker_host().trim_start_matches("unix://").to_string();
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--unix-socket",
+                &sock,
+                "-H",
+                "Content-Type: application/json",
+            ])
+            .args(args)
+            .output()
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let created = curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        &body.to_string(),
+        &format!("http://d/containers/create?name={name}"),
+    ]);
+    let v: Value = serde_json::from_str(&created).unwrap_or_else(|_| panic!("{created}"));
+    let id = v["Id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
+    curl(&["-X", "POST", &format!("http://d/containers/{id}/start")]);
+    id
+}
+
+#[test]
+fn odd_labels_and_env_never_panic() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&["-ip", "127.0.0.1", &consul()]);
+    let long = "v".repeat(64 * 1024);
+    let long_key = format!("SERVICE_{}", "K".repeat(4096));
+    let env_long = format!("SERVICE_LONG={long}");
+    let env_long_key = format!("{long_key}=x");
+    let label_long = format!("SERVICE_LABEL_LONG={long}");
+    let mut args: Vec<&str> = vec!["--name", "odd", "-p", "127.0.0.1::80"];
+    for e in [
+        "SERVICE_=empty-suffix",
+        "SERVICE_99999999999_NAME=overflowing-port",
+        "SERVICE_80_=no-key",
+        "SERVICE__NAME=double-underscore",
+        "SERVICE_NAMÉ=non-ascii-key",
+        "SERVICE_TAGS=,,,ünïcødé,\u{1F600},",
+        "SERVICE_EMPTY=",
+        "SERVICE_CHECK_DOCKER=maybe",
+        "SERVICE_80_CHECK_HTTP=",
+        &env_long,
+        &env_long_key,
+    ] {
+        args.extend(["-e", e]);
+    }
+    for l in [
+        "SERVICE_=label-empty-suffix",
+        "SERVICE_ID=",
+        "SERVICE_NAME=ünï",
+        "SERVICE_-1_NAME=negative",
+        "SERVICE_80_NAME=",
+        "ключ=значение",
+        &label_long,
+    ] {
+        args.extend(["-l", l]);
+    }
+    args.push("bb");
+    run(&args);
+    // What only the API takes: an empty label name, an env entry without `=`, a tab.
+    create_raw(
+        "rawodd",
+        &json!({
+            "Image": "bb",
+            "Env": ["SERVICE_NAME", "SERVICE_TAGS=a\tb", "SERVICE_8080_NAME=x"],
+            "Labels": {"": "empty-key", "SERVICE_": "", "SERVICE_80_ID": ""},
+            "ExposedPorts": {"80/tcp": {}},
+            "HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}}
+        }),
+    );
+    run_bb("plain");
+    // The daemon is alive, registered the odd ones somehow, and keeps registering.
+    wait_service(&d, &format!("{h}:plain:80"));
+    let ids = wait_for("three services", Some(&d), || {
+        let ids: Vec<String> = services().into_keys().collect();
+        (ids.len() >= 3).then_some(ids)
+    });
+    eprintln!("registered: {ids:?}");
+    docker(&["rm", "-f", "odd", "rawodd"]);
+    wait_for("the odd services to go", Some(&d), || {
+        (services().len() == 1).then_some(())
+    });
+    let log = d.log();
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -14,6 +14,10 @@ cargo build --release --all-features
 
 dir=$(mktemp -d /tmp/rgtr.XXXXXX)
 cleanup() {
+    if [ -s "$dir/figures.txt" ]; then
+        echo "--- figures measured by the tests ---"
+        cat "$dir/figures.txt"
+    fi
     bash tests/services.sh stop "$dir" || true
     if [ "${RGTR_KEEP:-0}" = 1 ]; then
         echo "kept $dir" >&2

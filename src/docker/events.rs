@@ -113,6 +113,13 @@ impl EventDecoder {
         Ok(())
     }
 
+    /// Part of an event has arrived and the rest has not.
+    pub fn mid_event(&self) -> bool {
+        self.buf[self.start..]
+            .iter()
+            .any(|b| !b.is_ascii_whitespace())
+    }
+
     /// The body has ended (after the buffered events are taken).
     pub fn ended(&self) -> bool {
         self.ended

@@ -23,11 +23,16 @@ const MAX_BODY: usize = 32 * 1024 * 1024;
 /// there, not even the response head, until the first event.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_BUF: usize = 8 * 1024;
+/// The event stream has no timeout while idle (an engine is silent between events), but once
+/// part of an event has arrived the rest must follow within this: an engine writes an event at
+/// once, so a longer gap is a stalled connection.
+pub const EVENT_STALL: Duration = Duration::from_secs(10);
 
 /// Container events the daemon subscribes to.
 /// `health_status` matches Docker's `health_status: <status>` (the engine matches it as a
-/// prefix) and Podman's `health_status`.
-const EVENT_FILTER: &str = r#"{"type":["container"],"event":["start","die","destroy","remove","pause","unpause","health_status"]}"#;
+/// prefix) and Podman's `health_status`. Podman filters `die` by its internal name `died` (and
+/// still sends it as `die`).
+const EVENT_FILTER: &str = r#"{"type":["container"],"event":["start","die","died","destroy","remove","pause","unpause","health_status"]}"#;
 
 /// Where the engine listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,6 +358,10 @@ pub struct EventStream {
     conn: Conn,
     decoder: EventDecoder,
     buf: Box<[u8]>,
+    /// The read timeout ([`EVENT_STALL`]) is set: part of an event is buffered.
+    timed: bool,
+    /// The stream broke; returned once the events that arrived before the break are taken.
+    failed: Option<Error>,
 }
 
 impl EventStream {
@@ -372,6 +381,8 @@ impl EventStream {
             conn,
             decoder: EventDecoder::new(),
             buf: vec![0; READ_BUF].into_boxed_slice(),
+            timed: false,
+            failed: None,
         })
     }
 
@@ -389,15 +400,40 @@ impl EventStream {
                 }
                 Err(e) => return Err(e.into()),
             }
+            if let Some(e) = self.failed.take() {
+                return Err(e);
+            }
             if self.decoder.ended() {
                 return Ok(None);
             }
-            let n = self.conn.read(&mut self.buf)?;
+            let mid = self.decoder.mid_event();
+            if mid != self.timed {
+                self.conn.set_timeout(mid.then_some(EVENT_STALL))?;
+                self.timed = mid;
+            }
+            let n = match self.conn.read(&mut self.buf) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(Error::Io(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the engine stalled for {EVENT_STALL:?} in the middle of an event"),
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
             if n == 0 {
                 self.decoder.eof()?;
                 return Ok(None);
             }
-            self.decoder.feed(&self.buf[..n])?;
+            // Events that came in the same read as broken framing are still delivered.
+            if let Err(e) = self.decoder.feed(&self.buf[..n]) {
+                self.failed = Some(e.into());
+            }
         }
     }
 }
