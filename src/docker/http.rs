@@ -362,7 +362,11 @@ fn parse_head(raw: &[u8]) -> Result<Head, Error> {
         _ => return Err(Error::BadStatusLine),
     };
     let code = parts.next().unwrap_or("");
-    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+    // Three digits, the first 1..=5 (RFC 9110 section 15).
+    if code.len() != 3
+        || !code.bytes().all(|b| b.is_ascii_digit())
+        || !(b'1'..=b'5').contains(&code.as_bytes()[0])
+    {
         return Err(Error::BadStatusLine);
     }
     let status: u16 = code.parse().map_err(|_| Error::BadStatusLine)?;
@@ -426,7 +430,15 @@ fn parse_head(raw: &[u8]) -> Result<Head, Error> {
 pub fn parse_http_date(s: &str) -> Option<i64> {
     let mut it = s.split_ascii_whitespace();
     let _weekday = it.next()?;
-    let day: i64 = it.next()?.parse().ok()?;
+    // Digits only: a sign is not part of an IMF-fixdate (and "-99999999999" hours would
+    // overflow the arithmetic below).
+    let num = |s: &str| -> Option<i64> {
+        if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    let day = num(it.next()?)?;
     let month = match it.next()? {
         "Jan" => 1,
         "Feb" => 2,
@@ -442,11 +454,11 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
         "Dec" => 12,
         _ => return None,
     };
-    let year: i64 = it.next()?.parse().ok()?;
+    let year = num(it.next()?)?;
     let mut hms = it.next()?.split(':');
-    let h: i64 = hms.next()?.parse().ok()?;
-    let m: i64 = hms.next()?.parse().ok()?;
-    let sec: i64 = hms.next()?.parse().ok()?;
+    let h = num(hms.next()?)?;
+    let m = num(hms.next()?)?;
+    let sec = num(hms.next()?)?;
     if it.next()? != "GMT"
         || !(1970..=9999).contains(&year)
         || !(1..=31).contains(&day)
@@ -678,6 +690,10 @@ mod tests {
             "HTTP/2 200 OK\r\n\r\n",
             "HTTP/1.1 20 OK\r\n\r\n",
             "HTTP/1.1 2000 OK\r\n\r\n",
+            // Found by fuzzing: three digits, but no status.
+            "HTTP/1.1 000 OK\r\n\r\n",
+            "HTTP/1.1 099 OK\r\n\r\n",
+            "HTTP/1.1 600 OK\r\n\r\n",
             "garbage\r\n\r\n",
             "\r\n\r\n",
         ] {
@@ -735,5 +751,13 @@ mod tests {
         );
         assert_eq!(parse_http_date("Sun, 06 Nov -5 08:49:37 GMT"), None);
         assert_eq!(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT"), None);
+        // Found by fuzzing: signs, and values that would overflow the arithmetic.
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 -1:00:00 GMT"), None);
+        assert_eq!(
+            parse_http_date("Thu, 01 Jan 1970 -9999999999999999:00:00 GMT"),
+            None
+        );
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:+5:00 GMT"), None);
+        assert_eq!(parse_http_date("Thu, -1 Jan 1970 00:00:00 GMT"), None);
     }
 }
