@@ -57,6 +57,9 @@ pub struct EventDecoder {
     start: usize,
     /// Bytes after `start` already searched for a newline.
     scanned: usize,
+    /// Bytes after the last newline in `buf`: the unfinished event, kept up to date as data
+    /// comes so that checking its bound costs nothing per feed.
+    tail: usize,
     ended: bool,
 }
 
@@ -77,7 +80,13 @@ impl EventDecoder {
             input = &input[used..];
             match out {
                 Some(Output::Head(h)) if h.status != 200 => return Err(Error::Status(h.status)),
-                Some(Output::Data(d)) => self.buf.extend_from_slice(d),
+                Some(Output::Data(d)) => {
+                    self.tail = match d.iter().rposition(|&b| b == b'\n') {
+                        Some(nl) => d.len() - nl - 1,
+                        None => self.tail + d.len(),
+                    };
+                    self.buf.extend_from_slice(d);
+                }
                 Some(Output::End) => self.ended = true,
                 Some(Output::Head(_)) | None => {}
             }
@@ -89,12 +98,7 @@ impl EventDecoder {
             self.ended = true;
         }
         // An unfinished event may not grow past the bound.
-        let tail = self.buf[self.start..]
-            .iter()
-            .rev()
-            .take_while(|&&b| b != b'\n')
-            .count();
-        if tail > MAX_EVENT {
+        if self.tail > MAX_EVENT {
             return Err(Error::TooLarge);
         }
         Ok(())
