@@ -79,6 +79,15 @@ enum Op {
 }
 
 impl Op {
+    /// The same change (whatever was logged about it).
+    fn same(&self, other: &Op) -> bool {
+        match (self, other) {
+            (Op::Register { service: a, .. }, Op::Register { service: b, .. }) => a == b,
+            (Op::Deregister(a), Op::Deregister(b)) => a == b,
+            _ => false,
+        }
+    }
+
     fn service(&self) -> &Service {
         match self {
             Op::Register { service, .. } | Op::Deregister(service) => service,
@@ -137,12 +146,21 @@ pub struct Bridge {
     opts: Options,
     /// Container ID -> the services wanted in the registry for it (registered, or pending).
     registered: HashMap<String, Vec<Service>>,
+    /// Container ID -> why its services are held back (paused, not healthy), so that the line
+    /// is logged when that changes, not on every health event (Podman sends one per check).
+    held: HashMap<String, String>,
     /// Container ID -> its Docker health, for containers whose services carry a Consul check
     /// that mirrors it (`SERVICE_CHECK_DOCKER`).
     checked: HashMap<String, Health>,
-    /// Service ID -> the change still to make. One entry per service, whatever happened to it
-    /// meanwhile, so it stays as small as the set of services.
+    /// Registry entry ([`Backend::key`]) -> the change still to make. One entry per service,
+    /// whatever happened to it meanwhile.
     pending: BTreeMap<String, Pending>,
+    /// Registry entries this daemon registered (or tried to) and has not removed since: what
+    /// a deregister must reach. A held registration of an entry not in here was never sent.
+    in_registry: HashSet<String>,
+    /// `-cleanup` could not run at the last sync (registry down, listing or inspect failed):
+    /// it runs at the next sync, or when the registry is back.
+    cleanup_due: bool,
     outage: Option<Outage>,
     /// The backend's last flush failed (the file could not be written): tried again.
     unflushed: Option<Backoff>,
@@ -161,8 +179,11 @@ impl Bridge {
             settings,
             opts,
             registered: HashMap::new(),
+            held: HashMap::new(),
             checked: HashMap::new(),
             pending: BTreeMap::new(),
+            in_registry: HashSet::new(),
+            cleanup_due: false,
             outage: None,
             unflushed: None,
         }
@@ -291,9 +312,10 @@ impl Bridge {
             }
             // Inspect says what the health is now (events may be late): registered or not
             // under -require-healthy, and reported to a check that mirrors it.
+            // Quiet: Podman sends one per check run, not only on changes.
             Action::Health(_) => {
                 if self.opts.require_healthy || self.checked.contains_key(&ev.id) {
-                    self.add(&ev.id, false, false);
+                    self.add(&ev.id, true, false);
                 }
             }
             Action::Other(_) => {}
@@ -348,10 +370,17 @@ impl Bridge {
         };
         let mut services = match self.held_back(c) {
             Some(why) => {
-                log_ignored(&format!("{} {why}", id12(&c.id)));
+                let line = format!("{} {why}", id12(&c.id));
+                if self.held.get(&c.id) == Some(&why) {
+                    log::debug!("ignored: {line}");
+                } else {
+                    log::info!("ignored: {line}");
+                    self.held.insert(c.id.clone(), why);
+                }
                 Vec::new()
             }
             None => {
+                self.held.remove(&c.id);
                 let peer_ip = self.peer_ip(c);
                 let (services, ignored) = service::services(c, &self.settings, peer_ip.as_deref());
                 for reason in ignored {
@@ -362,7 +391,9 @@ impl Bridge {
         };
         let id = c.id.as_str();
         let health = c.state.health();
-        for s in services.iter_mut().filter(|s| docker_check(s)) {
+        // Only a registry with checks gets Docker's health (and only then the report timer).
+        let mirrors = self.backend.has_checks();
+        for s in services.iter_mut().filter(|s| mirrors && docker_check(s)) {
             if health.is_none() {
                 if !quiet {
                     log::warn!(
@@ -374,7 +405,7 @@ impl Bridge {
                 s.attrs.remove("check_docker");
             }
         }
-        let before = match (health, services.iter().any(docker_check)) {
+        let before = match (health, mirrors && services.iter().any(docker_check)) {
             (Some(h), true) => self.checked.insert(id.to_string(), h),
             _ => self.checked.remove(id),
         };
@@ -387,9 +418,10 @@ impl Bridge {
         self.deregister(id, &dropped);
         for s in &services {
             let known = old.contains(s);
-            if known && !force && !self.pending.contains_key(&s.id) {
+            if known && !force && !self.pending.contains_key(&self.backend.key(s)) {
                 // Registered already; only a changed health is news for its check.
-                if let Some(h) = health.filter(|&h| docker_check(s) && before != Some(h)) {
+                if let Some(h) = health.filter(|&h| mirrors && docker_check(s) && before != Some(h))
+                {
                     self.report(s, h);
                 }
                 continue;
@@ -423,6 +455,7 @@ impl Bridge {
     /// A container stopped with `exit_code`: deregister, unless `-deregister on-success` and it
     /// failed (1..=127), which keeps its services until it is gone.
     fn died(&mut self, id: &str, exit_code: Option<i64>) {
+        self.held.remove(id);
         if !self.registered.contains_key(id) {
             return;
         }
@@ -451,6 +484,7 @@ impl Bridge {
 
     fn remove(&mut self, id: &str) {
         self.checked.remove(id);
+        self.held.remove(id);
         if let Some(services) = self.registered.remove(id) {
             self.deregister(id, &services);
         }
@@ -460,10 +494,10 @@ impl Bridge {
     /// holds now (a recreated container with the same name, a shared `SERVICE_ID`).
     fn deregister(&mut self, id: &str, services: &[Service]) {
         for s in services {
-            let taken = self
-                .registered
-                .iter()
-                .any(|(other, list)| other != id && list.iter().any(|o| o.id == s.id));
+            let key = self.backend.key(s);
+            let taken = self.registered.iter().any(|(other, list)| {
+                other != id && list.iter().any(|o| self.backend.key(o) == key)
+            });
             if taken {
                 log::debug!(
                     "{}: {} now belongs to another container; left in place",
@@ -477,14 +511,35 @@ impl Bridge {
     }
 
     /// Makes one change now, or holds it while the registry is unreachable. It replaces any
-    /// change still pending for the same service: only the latest wanted state is kept.
+    /// change still pending for the same registry entry: only the latest wanted state is kept,
+    /// and a held registration that never reached the registry and is no longer wanted goes
+    /// without a trace, so pending work stays as small as the set of services. The same change
+    /// again (a resync, a health event) keeps the pending one's backoff.
     fn apply(&mut self, op: Op) {
-        let sid = op.service().id.clone();
-        self.pending.remove(&sid);
+        let key = self.backend.key(op.service());
+        if let Some(p) = self.pending.get(&key) {
+            if p.op.same(&op) {
+                return;
+            }
+        }
+        let before = self.pending.remove(&key);
+        if matches!(op, Op::Deregister(_))
+            && matches!(
+                before,
+                Some(Pending {
+                    op: Op::Register { .. },
+                    ..
+                })
+            )
+            && !self.in_registry.contains(&key)
+        {
+            log::debug!("dropped: {} (never reached the registry)", op.service().id);
+            return;
+        }
         if self.outage.is_some() {
-            log::debug!("held until the registry is back: {}", sid);
+            log::debug!("held until the registry is back: {}", op.service().id);
             self.pending.insert(
-                sid,
+                key,
                 Pending {
                     op,
                     tries: 0,
@@ -493,18 +548,27 @@ impl Bridge {
             );
             return;
         }
-        self.attempt(sid, op, 0);
+        self.attempt(key, op, 0);
     }
 
     /// One try of a change; a failure is kept as pending work with its backoff, and a ping
     /// tells whether the registry is down as a whole (then everything waits for it).
-    fn attempt(&mut self, sid: String, op: Op, tries: u32) {
+    fn attempt(&mut self, key: String, op: Op, tries: u32) {
         let (result, verb) = match &op {
-            Op::Register { service, .. } => (self.backend.register(service), "register"),
+            Op::Register { service, .. } => {
+                // Even a failed call may have reached it (a timeout after the write).
+                self.in_registry.insert(key.clone());
+                (self.backend.register(service), "register")
+            }
             Op::Deregister(service) => (self.backend.deregister(service), "deregister"),
         };
         match result {
-            Ok(()) => self.done(&op, tries),
+            Ok(()) => {
+                if let Op::Deregister(_) = op {
+                    self.in_registry.remove(&key);
+                }
+                self.done(&op, tries)
+            }
             Err(e) => {
                 let tries = tries + 1;
                 let delay = backoff(tries);
@@ -515,7 +579,7 @@ impl Bridge {
                     log::debug!("{verb} failed: {e} (try {tries}; next in {delay:?})");
                 }
                 self.pending.insert(
-                    sid,
+                    key,
                     Pending {
                         op,
                         tries,
@@ -560,7 +624,7 @@ impl Bridge {
             Op::Deregister(_) => log::info!("removed: {c} {}{again}", s.id),
         }
         if let Op::Register { service, .. } = op {
-            if docker_check(service) {
+            if self.backend.has_checks() && docker_check(service) {
                 if let Some(&h) = self.checked.get(&service.container_id) {
                     self.report(service, h);
                 }
@@ -594,28 +658,31 @@ impl Bridge {
             }
             let down = o.since.elapsed();
             self.outage = None;
+            let held = self.pending.len();
             let mut again = 0;
-            for s in self.registered.values().flatten() {
-                if !self.pending.contains_key(&s.id) {
+            let wanted: Vec<Service> = self.registered.values().flatten().cloned().collect();
+            for s in wanted {
+                let key = self.backend.key(&s);
+                if let std::collections::btree_map::Entry::Vacant(e) = self.pending.entry(key) {
                     again += 1;
-                    self.pending.insert(
-                        s.id.clone(),
-                        Pending {
-                            op: Op::Register {
-                                service: s.clone(),
-                                known: true,
-                            },
-                            tries: 0,
-                            due: now,
+                    e.insert(Pending {
+                        op: Op::Register {
+                            service: s,
+                            known: true,
                         },
-                    );
+                        tries: 0,
+                        due: now,
+                    });
                 }
             }
             log::info!(
-                "registry reachable again after {:.1}s; applying {} held changes and registering {again} services again",
+                "registry reachable again after {:.1}s; making {held} pending changes and registering {again} services again",
                 down.as_secs_f64(),
-                self.pending.len() - again
             );
+            if self.cleanup_due {
+                // Settled by a full sync, which runs the cleanup it missed.
+                self.sync(true);
+            }
         }
         let mut due: Vec<(Instant, String)> = self
             .pending
@@ -624,22 +691,23 @@ impl Bridge {
             .map(|(id, p)| (p.due, id.clone()))
             .collect();
         due.sort();
-        for (_, sid) in due {
+        for (_, key) in due {
             if self.outage.is_some() {
                 // Down again: the rest waits for it.
                 break;
             }
-            if let Some(p) = self.pending.remove(&sid) {
-                self.attempt(sid, p.op, p.tries);
+            if let Some(p) = self.pending.remove(&key) {
+                self.attempt(key, p.op, p.tries);
             }
         }
     }
 
     /// Reports a container's Docker health to the check of one of its services (Consul's TTL
-    /// check); a failure is logged and the next report (every [`CHECK_REPORT_EVERY`]) tries
-    /// again.
+    /// check). A failure means the registry is down (then the recovery registers everything
+    /// again, and each registration reports) or lost the service and its check (then the
+    /// service is registered again, and that reports).
     fn report(&mut self, s: &Service, h: Health) {
-        if self.outage.is_some() || self.pending.contains_key(&s.id) {
+        if self.outage.is_some() || self.pending.contains_key(&self.backend.key(s)) {
             return;
         }
         match self.backend.check(s, h) {
@@ -649,7 +717,16 @@ impl Bridge {
                 s.id,
                 health_name(h)
             ),
-            Err(e) => log::warn!("{e}"),
+            Err(e) => {
+                self.probe();
+                if self.outage.is_none() {
+                    log::warn!("{e}; registering {} again", s.id);
+                    self.apply(Op::Register {
+                        service: s.clone(),
+                        known: false,
+                    });
+                }
+            }
         }
     }
 
@@ -731,7 +808,10 @@ impl Bridge {
             if complete {
                 self.cleanup(&names);
             } else {
-                log::warn!("cleanup skipped: not every container could be inspected");
+                self.cleanup_due = true;
+                log::warn!(
+                    "cleanup deferred to the next sync: not every container could be inspected"
+                );
             }
         }
     }
@@ -741,25 +821,32 @@ impl Bridge {
     /// paused, or not healthy under `-require-healthy`), except those `-deregister on-success`
     /// keeps. Custom IDs and other hosts' services are never touched.
     fn cleanup(&mut self, running: &HashSet<String>) {
+        self.cleanup_due = true;
         if self.outage.is_some() {
+            log::info!("cleanup deferred until the registry is back");
             return;
         }
         let listed = match self.backend.list() {
             Ok(l) => l,
             Err(e) => {
-                log::warn!("cleanup: {e}");
+                log::warn!("cleanup deferred: {e}");
+                self.probe();
                 return;
             }
         };
-        let wanted: HashSet<&str> = self
+        self.cleanup_due = false;
+        let wanted: HashSet<String> = self
             .registered
             .values()
             .flatten()
-            .map(|s| s.id.as_str())
+            .map(|s| self.backend.key(s))
             .collect();
         let stale: Vec<(Service, String)> = listed
             .into_iter()
-            .filter(|s| !wanted.contains(s.id.as_str()) && !self.pending.contains_key(&s.id))
+            .filter(|s| {
+                let key = self.backend.key(s);
+                !wanted.contains(&key) && !self.pending.contains_key(&key)
+            })
             .filter_map(|s| {
                 let name = own_container(&s.id, &self.settings.hostname)?.to_string();
                 (!running.contains(&name)).then_some((s, name))
@@ -780,9 +867,14 @@ impl Bridge {
 
     /// SIGTERM/SIGINT. Registrations stay (the containers still run) unless
     /// `-deregister-on-shutdown`: then every service this daemon registered is removed, one
-    /// try each, whatever the state of the registry.
+    /// try each (none while the registry is known to be down).
     fn shutdown(&mut self) {
-        if self.opts.deregister_on_shutdown {
+        if self.opts.deregister_on_shutdown && self.outage.is_some() {
+            log::warn!(
+                "shutdown: the registry is unreachable; {} services could not be removed",
+                self.registered.values().map(Vec::len).sum::<usize>()
+            );
+        } else if self.opts.deregister_on_shutdown {
             let all: Vec<Service> = self.registered.drain().flat_map(|(_, l)| l).collect();
             self.pending
                 .retain(|_, p| matches!(p.op, Op::Deregister(_)));
@@ -888,6 +980,10 @@ mod tests {
         held: BTreeMap<String, String>,
         calls: Vec<String>,
         down: bool,
+        /// Entries keyed by name and ID, as the key-value stores key them.
+        by_name: bool,
+        /// Keys whose registration is refused (an HTTP 400) while the registry is up.
+        refuse: Vec<String>,
     }
     #[derive(Default, Clone)]
     struct Recorder(Arc<Mutex<Reg>>);
@@ -906,26 +1002,45 @@ mod tests {
             Ok(())
         }
         fn register(&mut self, s: &Service) -> Result<(), backend::Error> {
+            let key = self.key(s);
             let mut g = self.0.lock().unwrap();
-            g.calls.push(format!("register {}", s.id));
+            g.calls.push(format!("register {key}"));
             if g.down {
                 return Err(down());
             }
-            g.held.insert(s.id.clone(), s.container_id.clone());
+            if g.refuse.contains(&key) {
+                return Err(backend::Error("HTTP 400: refused".into()));
+            }
+            g.held.insert(key, s.container_id.clone());
             Ok(())
         }
         fn deregister(&mut self, s: &Service) -> Result<(), backend::Error> {
+            let key = self.key(s);
             let mut g = self.0.lock().unwrap();
-            g.calls.push(format!("deregister {}", s.id));
+            g.calls.push(format!("deregister {key}"));
             if g.down {
                 return Err(down());
             }
-            g.held.remove(&s.id);
+            g.held.remove(&key);
             Ok(())
+        }
+        fn key(&self, s: &Service) -> String {
+            if self.0.lock().unwrap().by_name {
+                format!("{}/{}", s.name, s.id)
+            } else {
+                s.id.clone()
+            }
+        }
+        fn has_checks(&self) -> bool {
+            true
         }
         fn check(&mut self, s: &Service, h: Health) -> Result<(), backend::Error> {
             let mut g = self.0.lock().unwrap();
             g.calls.push(format!("check {} {}", s.id, health_name(h)));
+            // An agent that lost the service has no check for it either.
+            if !g.held.contains_key(&s.id) {
+                return Err(backend::Error("unknown check".into()));
+            }
             Ok(())
         }
         fn list(&mut self) -> Result<Vec<Service>, backend::Error> {
@@ -1218,14 +1333,21 @@ mod tests {
     #[test]
     fn a_call_the_registry_refuses_is_retried_with_backoff_without_holding_others() {
         let mut w = World::new(Deregister::Always);
-        // The registry answers pings but this one call fails (a 500 from one request).
-        w.down(true);
+        w.reg.0.lock().unwrap().refuse = vec!["h:a:80".into()];
         w.start("a", "a", &[]);
-        w.down(false);
-        w.bridge.outage = None;
+        assert!(w.bridge.outage.is_none(), "the ping succeeds: no outage");
         w.start("b", "b", &[]);
         assert_eq!(w.ids(), ["h:b:80"], "b is not held back by a");
         assert_eq!(w.bridge.pending["h:a:80"].tries, 1);
+        // A resync wants the same registration: its backoff is kept, no call is made.
+        let due = w.bridge.pending["h:a:80"].due;
+        w.calls();
+        assert!(w.bridge.handle(Msg::Sync));
+        assert_eq!(w.calls(), ["register h:b:80"]);
+        assert_eq!(w.bridge.pending["h:a:80"].due, due);
+        w.retry();
+        assert_eq!(w.bridge.pending["h:a:80"].tries, 2);
+        w.reg.0.lock().unwrap().refuse.clear();
         w.retry();
         assert_eq!(w.ids(), ["h:a:80", "h:b:80"]);
         assert_eq!(backoff(1), RETRY_MIN);
@@ -1364,5 +1486,93 @@ mod tests {
             .insert("other".into(), String::new());
         assert!(!w.bridge.handle(Msg::Shutdown));
         assert_eq!(w.ids(), ["other"]);
+    }
+
+    #[test]
+    fn churn_during_an_outage_leaves_no_pending_work_for_what_never_reached_the_registry() {
+        let mut w = World::new(Deregister::Always);
+        w.start("a", "a", &[]);
+        w.down(true);
+        w.start("b", "b", &[]); // fails: the registry may hold it (a timeout after the write)
+        for i in 0..500 {
+            let id = format!("job{i}");
+            w.start(&id, &id, &[]);
+            w.exit(&id, 0);
+            w.destroy(&id);
+        }
+        assert!(w.calls().len() <= 3, "held, not sent");
+        assert_eq!(
+            w.bridge.pending.keys().collect::<Vec<_>>(),
+            ["h:b:80"],
+            "one-off containers leave nothing behind"
+        );
+        w.down(false);
+        w.retry();
+        assert_eq!(w.ids(), ["h:a:80", "h:b:80"]);
+        assert!(w.bridge.pending.is_empty());
+    }
+
+    #[test]
+    fn a_renamed_service_with_the_same_id_leaves_no_old_key() {
+        let mut w = World::new(Deregister::Always);
+        w.reg.0.lock().unwrap().by_name = true;
+        w.start("a", "web", &["SERVICE_ID=w", "SERVICE_NAME=old"]);
+        w.down(true);
+        w.exit("a", 0);
+        w.destroy("a");
+        w.start("b", "web", &["SERVICE_ID=w", "SERVICE_NAME=new"]);
+        w.down(false);
+        w.retry();
+        assert_eq!(w.ids(), ["new/w"], "old/w deregistered, new/w registered");
+        // Two containers sharing an ID under different names: each its own entry.
+        w.start("c", "other", &["SERVICE_ID=w", "SERVICE_NAME=other"]);
+        w.exit("c", 0);
+        assert_eq!(w.ids(), ["new/w"]);
+    }
+
+    #[test]
+    fn a_check_the_registry_lost_registers_the_service_again() {
+        let mut w = World::new(Deregister::Always);
+        w.create("a", "a", &["SERVICE_CHECK_DOCKER=true"], Some("healthy"));
+        w.event(Action::Start, "a", None);
+        // The agent restarted empty; nothing changed on the host since.
+        w.reg.0.lock().unwrap().held.clear();
+        w.calls();
+        w.bridge.report_all();
+        assert_eq!(
+            w.calls(),
+            [
+                "check h:a:80 healthy",
+                "ping",
+                "register h:a:80",
+                "check h:a:80 healthy"
+            ]
+        );
+        assert_eq!(w.ids(), ["h:a:80"]);
+    }
+
+    #[test]
+    fn cleanup_missed_during_an_outage_runs_when_the_registry_is_back() {
+        let mut w = World::with(Options {
+            cleanup: true,
+            ..Options::default()
+        });
+        w.reg
+            .0
+            .lock()
+            .unwrap()
+            .held
+            .insert("h:gone:80".into(), String::new());
+        w.down(true);
+        w.bridge.outage = Some(Outage {
+            since: Instant::now(),
+            ping: Backoff::start(Instant::now()),
+        });
+        assert!(w.bridge.handle(Msg::Sync));
+        assert!(w.bridge.cleanup_due);
+        w.down(false);
+        w.retry();
+        assert!(w.ids().is_empty(), "{:?}", w.ids());
+        assert!(!w.bridge.cleanup_due);
     }
 }

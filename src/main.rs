@@ -231,8 +231,24 @@ fn run(config: cli::Config) -> Result<(), Fail> {
     } else {
         SHUTDOWN_GRACE
     };
-    if done_rx.recv_timeout(grace).is_err() {
-        log::warn!("worker still busy after {grace:?}; exiting anyway");
+    // A second signal cuts the wait short.
+    let until = std::time::Instant::now() + grace;
+    loop {
+        match done_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if let Ok(sig) = stop_rx.try_recv() {
+            log::warn!(
+                "{}: exiting without waiting for the worker",
+                signal_name(sig)
+            );
+            break;
+        }
+        if std::time::Instant::now() >= until {
+            log::warn!("worker still busy after {grace:?}; exiting anyway");
+            break;
+        }
     }
     Ok(())
 }

@@ -16,6 +16,8 @@ use crate::docker::{Client, Endpoint, EventStream};
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const REPLAY_MARGIN_NS: i64 = 1_000_000_000;
+/// How far ahead of our clock an event's time may be and still count for `since=`.
+const FUTURE_SLACK_S: i64 = 24 * 3600;
 
 pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
     let mut client = Client::new(endpoint.clone());
@@ -75,7 +77,15 @@ pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
                     backoff = BACKOFF_MIN;
                     // Not a filter: the engine publishes concurrent events slightly out of
                     // `timeNano` order, and every event is safe to apply twice.
-                    last_nano = last_nano.max(Some(ev.time_nano));
+                    // A stamp far in the future (a broken engine clock, a hostile one) would
+                    // make every later `since=` skip what happens meanwhile.
+                    if ev.time_nano
+                        <= local_now()
+                            .saturating_add(FUTURE_SLACK_S)
+                            .saturating_mul(1_000_000_000)
+                    {
+                        last_nano = last_nano.max(Some(ev.time_nano));
+                    }
                     if tx.send(Msg::Event(ev)).is_err() {
                         return;
                     }

@@ -984,3 +984,75 @@ fn odd_labels_and_env_never_panic() {
     let log = d.log();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// Podman runs HEALTHCHECKs from systemd timers, and there is no systemd here: while this
+/// lives, a thread does the timer's job (`podman healthcheck run`) every second. Against
+/// Docker it does nothing.
+struct HealthTimer(Option<std::sync::Arc<std::sync::atomic::AtomicBool>>);
+
+impl HealthTimer {
+    fn start(container: &str) -> HealthTimer {
+        let podman = std::env::var("PODMAN_HOST").ok() == std::env::var("DOCKER_HOST").ok();
+        let Some(cli) = std::env::var("PODMAN").ok().filter(|_| podman) else {
+            return HealthTimer(None);
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, name) = (stop.clone(), container.to_string());
+        thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = std::process::Command::new(&cli)
+                    .args(["healthcheck", "run", &name])
+                    .output();
+                thread::sleep(Duration::from_secs(1));
+            }
+        });
+        HealthTimer(Some(stop))
+    }
+}
+
+impl Drop for HealthTimer {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            s.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn require_healthy_follows_health_events() {
+    let _g = lock();
+    let h = hostname();
+    let dir = test_dir().join(format!("hc{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let ok = dir.join("ok");
+    let _ = fs::remove_file(&ok);
+    let d = Daemon::start(&["-ip", "127.0.0.1", "-require-healthy", &consul()]);
+    let vol = format!("{}:/h", dir.display());
+    run(&[
+        "--name",
+        "hc",
+        "-p",
+        "127.0.0.1::80",
+        "-v",
+        &vol,
+        "--health-cmd",
+        "test -e /h/ok",
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "1",
+        "bb",
+    ]);
+    let _timer = HealthTimer::start("hc");
+    run_bb("nohc");
+    let id = format!("{h}:hc:80");
+    wait_service(&d, &format!("{h}:nohc:80"));
+    assert!(svc(&id).is_null(), "not registered before it is healthy");
+    fs::write(&ok, "").unwrap();
+    wait_service(&d, &id);
+    fs::remove_file(&ok).unwrap();
+    wait_gone(&d, &id);
+    fs::write(&ok, "").unwrap();
+    wait_service(&d, &id);
+    assert!(d.log().contains("not healthy"), "{}", d.log());
+}

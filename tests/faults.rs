@@ -151,14 +151,34 @@ fn killed_during_churn_then_restarted_with_cleanup() {
     assert_eq!(status.code(), None, "killed by the signal");
     churn.finish();
     let stale_before = consul_ids().difference(&running_ids("kill")).count();
+    // What cleanup must never touch: another host's service, and a custom ID.
+    let h = hostname();
+    let foreign = [format!("other{h}:kill99:80"), "custom-kill".to_string()];
+    for id in &foreign {
+        let body = format!(r#"{{"ID":"{id}","Name":"x","Address":"127.0.0.1","Port":1}}"#);
+        ureq::put(&format!(
+            "http://{}/v1/agent/service/register",
+            consul_addr()
+        ))
+        .content_type("application/json")
+        .send(body.as_bytes())
+        .expect("register a foreign service");
+    }
     let from = Instant::now();
     let d = Daemon::start(&["-ip", "127.0.0.1", "-cleanup", &consul()]);
+    let ours = || {
+        let mut ids = consul_ids();
+        for id in &foreign {
+            assert!(ids.remove(id), "cleanup removed {id}");
+        }
+        ids
+    };
     settle(
         "kill -9 during churn of 50, restart with -cleanup",
         &d,
         "kill",
         from,
-        consul_ids,
+        ours,
     );
     figure(&format!(
         "kill -9 during churn: the killed daemon left {stale_before} stale services; the new one's cleanup removed them"
@@ -281,6 +301,9 @@ fn healthchecked(name: &str, dir: &std::path::Path, env: &[&str]) -> String {
         "1s",
         "--health-retries",
         "1",
+        // Failures before the first pass do not count: it stays `starting` until then.
+        "--health-start-period",
+        "60s",
     ];
     for e in env {
         args.extend(["-e", e]);

@@ -76,6 +76,10 @@ impl Backend for Consul {
         }
     }
 
+    fn has_checks(&self) -> bool {
+        true
+    }
+
     fn check(&mut self, s: &Service, health: Health) -> Result<(), Error> {
         let (status, output) = match health {
             Health::Healthy => ("passing", "Docker HEALTHCHECK: healthy"),

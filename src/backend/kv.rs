@@ -152,6 +152,10 @@ impl<S: Store> Backend for Kv<S> {
             .map_err(|e| Error(format!("{}: ping: {e}", self.store.name())))
     }
 
+    fn key(&self, s: &Service) -> String {
+        self.layout.key(s)
+    }
+
     fn register(&mut self, s: &Service) -> Result<(), Error> {
         let key = self.layout.key(s);
         let value = self.layout.value(s);

@@ -42,6 +42,17 @@ pub trait Backend: Send {
     /// The services in this backend's part of the registry (for `-cleanup`), with as much of
     /// each as the registry keeps: always the name and what [`Backend::deregister`] needs.
     fn list(&mut self) -> Result<Vec<Service>, Error>;
+    /// Where the registry keeps a service: two services with the same key are the same entry
+    /// (a deregister of one removes the other). The service ID by default; the key's path in
+    /// the key-value stores, whose keys also carry the name; the node path in ZooKeeper.
+    fn key(&self, service: &Service) -> String {
+        service.id.clone()
+    }
+    /// Whether [`Backend::check`] does anything (Consul): the worker only keeps reporting
+    /// Docker health where it does.
+    fn has_checks(&self) -> bool {
+        false
+    }
     /// Reports a container's Docker health to the check of one of its services registered
     /// with `SERVICE_CHECK_DOCKER` (Consul: a TTL check). Backends without checks ignore it.
     fn check(&mut self, service: &Service, health: Health) -> Result<(), Error> {

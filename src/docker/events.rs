@@ -117,11 +117,9 @@ impl EventDecoder {
         Ok(())
     }
 
-    /// Part of an event has arrived and the rest has not.
+    /// Part of an event (or of its HTTP framing) has arrived and the rest has not.
     pub fn mid_event(&self) -> bool {
-        self.buf[self.start..]
-            .iter()
-            .any(|b| !b.is_ascii_whitespace())
+        self.tail > 0 || self.http.mid_frame()
     }
 
     /// The body has ended (after the buffered events are taken).
@@ -495,6 +493,27 @@ mod tests {
         d.feed(&end).unwrap();
         assert!(d.next_event().unwrap().is_some());
         assert!(d.ended());
+    }
+
+    #[test]
+    fn mid_event_is_told_from_idle() {
+        let mut d = EventDecoder::new();
+        assert!(!d.mid_event(), "before the head");
+        d.feed(b"HTTP/1.1 200 OK\r\n").unwrap();
+        assert!(d.mid_event(), "half a head");
+        d.feed(b"Transfer-Encoding: chunked\r\n\r\n").unwrap();
+        assert!(!d.mid_event(), "head, no event yet");
+        let line = format!("{V152}\n");
+        d.feed(format!("{:x}", line.len()).as_bytes()).unwrap();
+        assert!(d.mid_event(), "half a chunk-size line");
+        d.feed(b"\r\n").unwrap();
+        d.feed(&line.as_bytes()[..10]).unwrap();
+        assert!(d.mid_event(), "half an event");
+        d.feed(&line.as_bytes()[10..]).unwrap();
+        assert!(d.mid_event(), "the chunk's CRLF is missing");
+        d.feed(b"\r\n").unwrap();
+        assert!(d.next_event().unwrap().is_some());
+        assert!(!d.mid_event(), "between events");
     }
 
     #[test]

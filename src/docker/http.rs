@@ -127,6 +127,22 @@ impl ResponseDecoder {
         }
     }
 
+    /// Part of a head, of a chunk-size line, of a chunk or of its CRLF has arrived and the rest
+    /// has not: a peer that writes whole frames has stalled if it stays so. Between chunks
+    /// (and before the head starts) the stream is merely idle.
+    pub fn mid_frame(&self) -> bool {
+        match self.state {
+            State::Head => !self.head.is_empty(),
+            State::ChunkSize {
+                digits, tail, len, ..
+            } => digits || tail || len > 0,
+            State::ChunkSizeLf(_) | State::ChunkDataCr | State::ChunkDataLf => true,
+            State::ChunkData(left) => left > 0,
+            State::Trailer { len, cr } => len > 0 || cr,
+            State::Length(_) | State::UntilClose | State::EndPending | State::Done => false,
+        }
+    }
+
     /// Ready for the next response on the same connection; keeps the head buffer's capacity.
     pub fn reset(&mut self) {
         self.state = State::Head;

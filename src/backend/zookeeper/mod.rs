@@ -616,6 +616,10 @@ impl Backend for ZooKeeper {
         Ok(())
     }
 
+    fn key(&self, s: &Service) -> String {
+        self.node_path(s)
+    }
+
     fn register(&mut self, s: &Service) -> Result<(), Error> {
         let path = self.node_path(s);
         let body = serde_json::to_vec(&Body {
