@@ -121,6 +121,13 @@ pub fn services(
             Some(n) if !n.is_empty() => n.to_string(),
             _ => default_name(c),
         };
+        if name.is_empty() {
+            // No image and no container name (only a hand-made API call gets here).
+            ignored.push(format!(
+                "{id} port {port_text}: no service name (no image, no container name; set SERVICE_NAME)"
+            ));
+            continue;
+        }
         if candidates > 1 && !meta.is_per_port("name") {
             name = format!("{name}-{port_text}");
         }
@@ -553,6 +560,11 @@ mod tests {
         assert_eq!(name("reg:5000/app:1@sha256:0123abcd"), "app");
         assert_eq!(name("sha256:0123456789abcdef"), "ctr");
         assert_eq!(name(""), "ctr");
+        // Neither image nor name (only the API allows it): no service, a reason.
+        let c = run("", "", &[("80", "8080")], &[], &[]);
+        let (services, ignored) = services(&c, &Settings::default(), None);
+        assert!(services.is_empty());
+        assert!(ignored[0].contains("no service name"), "{ignored:?}");
     }
 
     #[test]
