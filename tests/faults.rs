@@ -244,11 +244,19 @@ fn etcd_ids(prefix: &str) -> BTreeSet<String> {
         "etcdctl: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
+    // By ID, as the other registries; a second key with the same ID (an old name left behind)
+    // shows up as a stale `duplicate:` entry.
+    let mut ids = BTreeSet::new();
+    for key in String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.is_empty())
-        .filter_map(|k| k.rsplit('/').next().map(String::from))
-        .collect()
+    {
+        let id = key.rsplit('/').next().unwrap_or(key).to_string();
+        if !ids.insert(id.clone()) {
+            ids.insert(format!("duplicate:{key}"));
+        }
+    }
+    ids
 }
 
 #[test]

@@ -104,8 +104,9 @@ FW_COMMENT=rgtr-podman-noforward
 unset DOCKER_HOST DOCKER_CONTEXT CONTAINER_HOST CONTAINER_CONNECTION \
     CONTAINERS_CONF CONTAINERS_STORAGE_CONF CONTAINERS_REGISTRIES_CONF
 
-log() { printf '[podman.sh] %s\n' "$*" >&2; }
-die() { printf '[podman.sh] ERROR: %s\n' "$*" >&2; exit 1; }
+TAG=podman.sh
+# shellcheck source=tests/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
     sed -n 's/^#   \(tests\/podman\.sh .*\)/  \1/p' "${BASH_SOURCE[0]}" >&2
@@ -134,57 +135,8 @@ set_paths() {
     FW_ARGS=(-m physdev ! --physdev-is-bridged -m comment --comment "$FW_COMMENT $P" -j DROP)
 }
 
-need_cmd() {
-    command -v "$1" >/dev/null 2>&1 || die "required command '$1' not found${2:+ ($2)}"
-}
-
-log_tail() {
-    local f=$1
-    if [ -s "$f" ]; then
-        printf '[podman.sh] ---- last lines of %s ----\n' "$f" >&2
-        tail -n "${2:-40}" "$f" >&2 || true
-        printf '[podman.sh] ---- end of %s ----\n' "$f" >&2
-    else
-        printf '[podman.sh] (%s is empty or missing)\n' "$f" >&2
-    fi
-}
-
-pid_alive() {
-    local pid=$1 state
-    [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
-    state=$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || return 1
-    [ -n "$state" ] && [ "$state" != Z ]
-}
-
-pidfile_pid() {
-    local pid
-    [ -s "$1" ] || return 1
-    pid=$(tr -dc 0-9 <"$1")
-    pid_alive "$pid" || return 1
-    printf '%s\n' "$pid"
-}
-
-# stop_pid NAME PID [WAIT]: SIGTERM, wait WAIT tenths of a second (default
-# STOP_WAIT), then SIGKILL.
-stop_pid() {
-    local name=$1 pid=$2 wait=${3:-$STOP_WAIT} i
-    pid_alive "$pid" || return 0
-    log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < wait; i++)); do
-        pid_alive "$pid" || return 0
-        sleep 0.1
-    done
-    log "WARNING: $name (pid $pid) ignored SIGTERM for $((wait / 10))s, sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        pid_alive "$pid" || return 0
-        sleep 0.1
-    done
-    log "WARNING: $name (pid $pid) still exists after SIGKILL"
-}
-
-curl_local() { curl --noproxy '*' -sS "$@"; }
+# (log, die, need_cmd, log_tail, pid_alive, pidfile_pid, stop_pid, curl_local and
+# make_rootfs are in tests/lib.sh, shared with tests/services.sh.)
 
 ping_ok() {
     [ -S "$SOCK" ] &&
@@ -415,36 +367,9 @@ EOF
 }
 
 build_images() {
-    local root=$P/images/rootfs a applets
-    rm -rf "$root"
-    mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/root" "$root/var/www" \
-        "$root/proc" "$root/sys" "$root/dev"
-    chmod 1777 "$root/tmp"
-    cp "$BUSYBOX" "$root/bin/busybox"
-    chmod 0755 "$root/bin/busybox"
-    applets=$("$BUSYBOX" --list)
-    for a in sh ash sleep httpd nc true false echo cat test '[' kill ls ps \
-        wget env mkdir rm id hostname printf grep sed seq date touch \
-        uname head tail wc sort tr cut awk pidof; do
-        grep -qxF -- "$a" <<<"$applets" || continue
-        ln -sf busybox "$root/bin/$a"
-    done
-    for a in sh sleep httpd nc true false echo cat test kill touch; do
-        [ -L "$root/bin/$a" ] || die "$BUSYBOX lacks the '$a' applet"
-    done
-    cat >"$root/etc/passwd" <<'EOF'
-root:x:0:0:root:/root:/bin/sh
-nobody:x:65534:65534:nobody:/nonexistent:/bin/false
-EOF
-    cat >"$root/etc/group" <<'EOF'
-root:x:0:
-nogroup:x:65534:
-EOF
-    echo ok >"$root/tmp/index.html"
-    echo ok >"$root/var/www/index.html"
-
-    local tarball=$P/images/rootfs.tar
-    tar --numeric-owner --owner=0 --group=0 -C "$root" -cf "$tarball" .
+    local tarball
+    mkdir -p "$P/images"
+    tarball=$(make_rootfs "$P/images" "$BUSYBOX")
 
     local cmd='CMD ["sleep","1000000"]'
     pm import --quiet --change "$cmd" "$tarball" bb:latest >/dev/null ||

@@ -247,8 +247,15 @@ fn etcd_wiped_while_running_gets_every_service_back() {
          keys in {:?} (-ttl-refresh 1)",
         t.elapsed()
     );
-    assert!(d.log().contains("put back"), "{}", d.log());
-    assert!(l.log().contains("put back"), "{}", l.log());
+    // Put back by the refresh (etcd came back before a call failed) or by the worker's
+    // recovery (a refresh failed while etcd was down: everything is registered again).
+    for daemon in [&d, &l] {
+        let log = daemon.log();
+        assert!(
+            log.contains("put back") || log.contains("registry reachable again"),
+            "{log}"
+        );
+    }
 }
 
 #[test]

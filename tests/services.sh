@@ -92,8 +92,9 @@ ZK_JARS=(/usr/share/java/zookeeper.jar /usr/share/java/slf4j-log4j12.jar /usr/sh
 # environment says.
 unset DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH DOCKER_HOST
 
-log() { printf '[services.sh] %s\n' "$*" >&2; }
-die() { printf '[services.sh] ERROR: %s\n' "$*" >&2; exit 1; }
+TAG=services.sh
+# shellcheck source=tests/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
     sed -n 's/^#   \(tests\/services\.sh .*\)/  \1/p' "${BASH_SOURCE[0]}" >&2
@@ -145,59 +146,8 @@ set_paths() {
 }
 
 # --------------------------------------------------------------- helpers --
-
-need_cmd() {
-    command -v "$1" >/dev/null 2>&1 ||
-        die "required command '$1' not found${2:+ ($2)}"
-}
-
-# Print the last lines of a log file to stderr (used on every failure).
-log_tail() {
-    local f=$1
-    if [ -s "$f" ]; then
-        printf '[services.sh] ---- last lines of %s ----\n' "$f" >&2
-        tail -n "${2:-40}" "$f" >&2 || true
-        printf '[services.sh] ---- end of %s ----\n' "$f" >&2
-    else
-        printf '[services.sh] (%s is empty or missing)\n' "$f" >&2
-    fi
-}
-
-# pid_alive PID: true if PID exists and is not a zombie.
-pid_alive() {
-    local pid=$1 state
-    [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
-    state=$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || return 1
-    [ -n "$state" ] && [ "$state" != Z ]
-}
-
-# pidfile_pid FILE: print the pid from FILE if that process is alive.
-pidfile_pid() {
-    local pid
-    [ -s "$1" ] || return 1
-    pid=$(tr -dc 0-9 <"$1")
-    pid_alive "$pid" || return 1
-    printf '%s\n' "$pid"
-}
-
-# stop_pid NAME PID: SIGTERM, wait (bounded), then SIGKILL as a last resort.
-stop_pid() {
-    local name=$1 pid=$2 i
-    pid_alive "$pid" || return 0
-    log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < STOP_WAIT; i++)); do
-        pid_alive "$pid" || return 0
-        sleep 0.1
-    done
-    log "WARNING: $name (pid $pid) ignored SIGTERM for $((STOP_WAIT / 10))s, sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        pid_alive "$pid" || return 0
-        sleep 0.1
-    done
-    log "WARNING: $name (pid $pid) still exists after SIGKILL"
-}
+# (log, die, need_cmd, log_tail, pid_alive, pidfile_pid, stop_pid, curl_local and
+# make_rootfs are in tests/lib.sh, shared with tests/podman.sh.)
 
 # run_bg LOG CMDFILE: start the command saved (shell-quoted) in CMDFILE as a
 # daemon in its own session, so it neither holds the caller's stdio pipes
@@ -226,7 +176,6 @@ port_in_use() {
 
 # curl that never uses a proxy from the caller's environment (a proxy could
 # be a non-loopback address).
-curl_local() { curl --noproxy '*' -sS "$@"; }
 
 # ports_free WHAT PORT...: die if any PORT is already listened on.
 ports_free() {
@@ -590,38 +539,9 @@ check_busybox() {
 # Build bb, redis and nginx images from one busybox rootfs with
 # `docker import` (nothing is ever pulled).
 build_images() {
-    local root=$DIR/images/rootfs a applets
-    rm -rf "$root"
-    mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/root" "$root/var/www" \
-        "$root/proc" "$root/sys" "$root/dev"
-    chmod 1777 "$root/tmp"
-    cp "$BUSYBOX" "$root/bin/busybox"
-    chmod 0755 "$root/bin/busybox"
-    applets=$("$BUSYBOX" --list)
-    for a in sh ash sleep httpd nc true false echo cat test '[' kill ls ps \
-        wget env mkdir rm id hostname printf grep sed seq date touch \
-        uname head tail wc sort tr cut awk pidof; do
-        grep -qxF -- "$a" <<<"$applets" || continue
-        ln -sf busybox "$root/bin/$a"
-    done
-    for a in sh sleep httpd nc true false echo cat test kill; do
-        [ -L "$root/bin/$a" ] || die "$BUSYBOX lacks the '$a' applet"
-    done
-    cat >"$root/etc/passwd" <<'EOF'
-root:x:0:0:root:/root:/bin/sh
-nobody:x:65534:65534:nobody:/nonexistent:/bin/false
-EOF
-    cat >"$root/etc/group" <<'EOF'
-root:x:0:
-nogroup:x:65534:
-EOF
-    # So that `httpd -f -p 80 -h /tmp` (or -h /var/www) answers 200 on "/",
-    # as Consul HTTP checks require a 2xx.
-    echo ok >"$root/tmp/index.html"
-    echo ok >"$root/var/www/index.html"
-
-    local tarball=$DIR/images/rootfs.tar
-    tar --numeric-owner --owner=0 --group=0 -C "$root" -cf "$tarball" .
+    local tarball
+    mkdir -p "$DIR/images"
+    tarball=$(make_rootfs "$DIR/images" "$BUSYBOX")
 
     local cmd='CMD ["sleep","1000000"]'
     dk import --change "$cmd" "$tarball" bb:latest >/dev/null
