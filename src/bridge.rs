@@ -4,7 +4,7 @@
 //! are applied in the engine's order. Timers (`-resync`) are deadlines in `recv_timeout`; with
 //! none set the thread sleeps in `recv` and wakes only for work.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -105,6 +105,51 @@ struct Pending {
     due: Instant,
 }
 
+/// Pending changes by registry entry: a plain list, searched linearly. It is empty but during
+/// failures and holds at most one entry per service then (tens to hundreds on a board), and a
+/// map type of its own would cost the binary more than the searches cost the CPU.
+#[derive(Debug, Default)]
+struct Pendings(Vec<(String, Pending)>);
+
+impl Pendings {
+    fn position(&self, key: &str) -> Option<usize> {
+        self.0.iter().position(|(k, _)| k == key)
+    }
+    fn get(&self, key: &str) -> Option<&Pending> {
+        self.position(key).map(|i| &self.0[i].1)
+    }
+    fn contains_key(&self, key: &str) -> bool {
+        self.position(key).is_some()
+    }
+    fn remove(&mut self, key: &str) -> Option<Pending> {
+        self.position(key).map(|i| self.0.remove(i).1)
+    }
+    /// Replaces any entry for `key`; a new one goes last.
+    fn insert(&mut self, key: String, p: Pending) {
+        match self.position(&key) {
+            Some(i) => self.0[i].1 = p,
+            None => self.0.push((key, p)),
+        }
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn values(&self) -> impl Iterator<Item = &Pending> {
+        self.0.iter().map(|(_, p)| p)
+    }
+}
+
+#[cfg(test)]
+impl std::ops::Index<&str> for Pendings {
+    type Output = Pending;
+    fn index(&self, key: &str) -> &Pending {
+        self.get(key).expect("pending entry")
+    }
+}
+
 /// Capped doubling.
 #[derive(Debug, Clone, Copy)]
 struct Backoff {
@@ -154,7 +199,7 @@ pub struct Bridge {
     checked: HashMap<String, Health>,
     /// Registry entry ([`Backend::key`]) -> the change still to make. One entry per service,
     /// whatever happened to it meanwhile.
-    pending: BTreeMap<String, Pending>,
+    pending: Pendings,
     /// Registry entries this daemon registered (or tried to) and has not removed since: what
     /// a deregister must reach. A held registration of an entry not in here was never sent.
     in_registry: HashSet<String>,
@@ -181,7 +226,7 @@ impl Bridge {
             registered: HashMap::new(),
             held: HashMap::new(),
             checked: HashMap::new(),
-            pending: BTreeMap::new(),
+            pending: Pendings::default(),
             in_registry: HashSet::new(),
             cleanup_due: false,
             outage: None,
@@ -663,35 +708,36 @@ impl Bridge {
             let wanted: Vec<Service> = self.registered.values().flatten().cloned().collect();
             for s in wanted {
                 let key = self.backend.key(&s);
-                if let std::collections::btree_map::Entry::Vacant(e) = self.pending.entry(key) {
+                if !self.pending.contains_key(&key) {
                     again += 1;
-                    e.insert(Pending {
-                        op: Op::Register {
-                            service: s,
-                            known: true,
-                        },
+                    let op = Op::Register {
+                        service: s,
+                        known: true,
+                    };
+                    let p = Pending {
+                        op,
                         tries: 0,
                         due: now,
-                    });
+                    };
+                    self.pending.insert(key, p);
                 }
             }
             log::info!(
-                "registry reachable again after {:.1}s; making {held} pending changes and registering {again} services again",
-                down.as_secs_f64(),
+                "registry reachable again after {:?}; making {held} pending changes and registering {again} services again",
+                Duration::from_millis(down.as_millis() as u64),
             );
             if self.cleanup_due {
                 // Settled by a full sync, which runs the cleanup it missed.
                 self.sync(true);
             }
         }
-        let mut due: Vec<(Instant, String)> = self
-            .pending
-            .iter()
+        // In the order the changes were made (one entry per service: no order between them
+        // matters).
+        let due: Vec<String> = (self.pending.0.iter())
             .filter(|(_, p)| p.due <= now)
-            .map(|(id, p)| (p.due, id.clone()))
+            .map(|(key, _)| key.clone())
             .collect();
-        due.sort();
-        for (_, key) in due {
+        for key in due {
             if self.outage.is_some() {
                 // Down again: the rest waits for it.
                 break;
@@ -876,13 +922,12 @@ impl Bridge {
             );
         } else if self.opts.deregister_on_shutdown {
             let all: Vec<Service> = self.registered.drain().flat_map(|(_, l)| l).collect();
-            self.pending
-                .retain(|_, p| matches!(p.op, Op::Deregister(_)));
             let mut ops: Vec<Op> = all.into_iter().map(Op::Deregister).collect();
             ops.extend(
-                std::mem::take(&mut self.pending)
-                    .into_values()
-                    .map(|p| p.op),
+                std::mem::take(&mut self.pending.0)
+                    .into_iter()
+                    .map(|(_, p)| p.op)
+                    .filter(|op| matches!(op, Op::Deregister(_))),
             );
             let mut failed = 0;
             for op in ops {
@@ -1145,7 +1190,7 @@ mod tests {
             if let Some(o) = &mut self.bridge.outage {
                 o.ping.due = now;
             }
-            for p in self.bridge.pending.values_mut() {
+            for (_, p) in self.bridge.pending.0.iter_mut() {
                 p.due = now;
             }
             self.bridge.retry();
@@ -1502,7 +1547,12 @@ mod tests {
         }
         assert!(w.calls().len() <= 3, "held, not sent");
         assert_eq!(
-            w.bridge.pending.keys().collect::<Vec<_>>(),
+            w.bridge
+                .pending
+                .0
+                .iter()
+                .map(|(k, _)| k)
+                .collect::<Vec<_>>(),
             ["h:b:80"],
             "one-off containers leave nothing behind"
         );

@@ -86,12 +86,19 @@ impl Backend for Consul {
             Health::Unhealthy => ("critical", "Docker HEALTHCHECK: unhealthy"),
             Health::Starting => ("critical", "Docker HEALTHCHECK: starting"),
         };
-        let body = serde_json::json!({"Status": status, "Output": output}).to_string();
+        #[derive(Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Update<'a> {
+            status: &'a str,
+            output: &'a str,
+        }
+        let body =
+            serde_json::to_vec(&Update { status, output }).expect("a check update serializes");
         let path = format!(
             "/v1/agent/check/update/{}",
             percent_encode(&format!("service:{}", s.id))
         );
-        self.put(&path, Some(body.as_bytes()))
+        self.put(&path, Some(&body))
             .map(drop)
             .map_err(|e| Error(format!("consul: check of {}: {e}", s.id)))
     }

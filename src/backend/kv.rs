@@ -86,7 +86,11 @@ impl Layout {
     pub fn value(&self, s: &Service) -> String {
         match self {
             Layout::Path { .. } => s.address(),
-            Layout::Dns { .. } => serde_json::json!({"host": s.ip, "port": s.port}).to_string(),
+            Layout::Dns { .. } => serde_json::to_string(&Record {
+                host: s.ip.clone(),
+                port: s.port,
+            })
+            .expect("a record serializes"),
         }
     }
 
@@ -104,11 +108,6 @@ impl Layout {
                 (ip.to_string(), port.parse().ok()?)
             }
             Layout::Dns { .. } => {
-                #[derive(serde::Deserialize)]
-                struct Record {
-                    host: String,
-                    port: u16,
-                }
                 let r: Record = serde_json::from_str(value).ok()?;
                 (r.host, r.port)
             }
@@ -121,6 +120,13 @@ impl Layout {
             ..Service::default()
         })
     }
+}
+
+/// A SkyDNS / CoreDNS record.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Record {
+    host: String,
+    port: u16,
 }
 
 /// DNS labels are letters, digits and `-`; the default ID `host:container:port` is not.
