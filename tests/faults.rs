@@ -131,16 +131,6 @@ fn settle(
     assert_eq!(have(), want, "changed after converging\n{}", d.log());
 }
 
-/// Prints a measured figure and appends it to `$RGTR_TEST_DIR/figures.txt`.
-fn figure(line: &str) {
-    eprintln!("FIGURE {line}");
-    let path = test_dir().join("figures.txt");
-    let mut text = fs::read_to_string(&path).unwrap_or_default();
-    text.push_str(line);
-    text.push('\n');
-    fs::write(path, text).expect("figures file");
-}
-
 #[test]
 fn killed_during_churn_then_restarted_with_cleanup() {
     let _g = lock();

@@ -4,10 +4,13 @@
 //! The daemon must log, reconnect, never panic, and keep its memory flat: VmRSS is measured
 //! over 1,000 such connections. Pure fake (no real engine needed); the registry is a file.
 
+mod common;
+
+use common::figure;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -276,17 +279,6 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn figure(line: &str) {
-    eprintln!("FIGURE {line}");
-    if let Ok(dir) = std::env::var("RGTR_TEST_DIR") {
-        let path = Path::new(&dir).join("figures.txt");
-        let mut text = fs::read_to_string(&path).unwrap_or_default();
-        text.push_str(line);
-        text.push('\n');
-        let _ = fs::write(path, text);
     }
 }
 

@@ -95,3 +95,19 @@ GROUP
     tar --numeric-owner --owner=0 --group=0 -C "$root" -cf "$dir/rootfs.tar" .
     printf '%s\n' "$dir/rootfs.tar"
 }
+
+# overlay_works DIR: can an overlay filesystem be mounted (and written) under DIR here? DIR is
+# made and removed again.
+overlay_works() {
+    local p=$1 ok=1
+    rm -rf "$p"
+    mkdir -p "$p/lower" "$p/upper" "$p/work" "$p/merged"
+    if mount -t overlay rgtr-overlay-probe \
+        -o "lowerdir=$p/lower,upperdir=$p/upper,workdir=$p/work" \
+        "$p/merged" 2>/dev/null; then
+        touch "$p/merged/x" 2>/dev/null && ok=0
+        umount "$p/merged" 2>/dev/null || umount -l "$p/merged" 2>/dev/null || true
+    fi
+    rm -rf "$p"
+    return "$ok"
+}

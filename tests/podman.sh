@@ -178,19 +178,11 @@ pick_storage_driver() {
         esac
         return
     fi
-    local p=$P/overlay-probe driver=vfs
-    rm -rf "$p"
-    mkdir -p "$p/lower" "$p/upper" "$p/work" "$p/merged"
-    if mount -t overlay rgtr-overlay-probe \
-        -o "lowerdir=$p/lower,upperdir=$p/upper,workdir=$p/work" \
-        "$p/merged" 2>/dev/null; then
-        if touch "$p/merged/x" 2>/dev/null; then
-            driver=overlay
-        fi
-        umount "$p/merged" 2>/dev/null || umount -l "$p/merged" 2>/dev/null || true
+    if overlay_works "$P/overlay-probe"; then
+        printf '%s\n' overlay
+    else
+        printf '%s\n' vfs
     fi
-    rm -rf "$p"
-    printf '%s\n' "$driver"
 }
 
 write_config() {

@@ -281,19 +281,11 @@ pick_storage_driver() {
         printf '%s\n' "$RGTR_STORAGE_DRIVER"
         return
     fi
-    local p=$DOCKER_DIR/overlay-probe driver=vfs
-    rm -rf "$p"
-    mkdir -p "$p/lower" "$p/upper" "$p/work" "$p/merged"
-    if mount -t overlay rgtr-overlay-probe \
-        -o "lowerdir=$p/lower,upperdir=$p/upper,workdir=$p/work" \
-        "$p/merged" 2>/dev/null; then
-        if touch "$p/merged/x" 2>/dev/null; then
-            driver=overlay2
-        fi
-        umount "$p/merged" 2>/dev/null || umount -l "$p/merged" 2>/dev/null || true
+    if overlay_works "$DOCKER_DIR/overlay-probe"; then
+        printf '%s\n' overlay2
+    else
+        printf '%s\n' vfs
     fi
-    rm -rf "$p"
-    printf '%s\n' "$driver"
 }
 
 # Create the engine's own bridge (dockerd --bridge uses an existing one and

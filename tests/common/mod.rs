@@ -468,3 +468,16 @@ pub fn tcp_relay() -> String {
     });
     format!("tcp://{addr}")
 }
+
+/// Prints a measured figure and appends it to `$RGTR_TEST_DIR/figures.txt`, which
+/// `tests/run.sh` shows at the end (only printed when there is no test dir).
+pub fn figure(line: &str) {
+    eprintln!("FIGURE {line}");
+    if let Ok(dir) = std::env::var("RGTR_TEST_DIR") {
+        let path = PathBuf::from(dir).join("figures.txt");
+        let mut text = fs::read_to_string(&path).unwrap_or_default();
+        text.push_str(line);
+        text.push('\n');
+        let _ = fs::write(path, text);
+    }
+}
