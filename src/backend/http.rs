@@ -21,6 +21,8 @@ use std::time::Duration;
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest answer read (a busy agent's service list, a big etcd range).
 const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
+/// ureq's input and output buffer, each.
+const BUFFER: usize = 16 * 1024;
 
 /// Where a registry's HTTP API is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +103,54 @@ pub struct Client {
     header: Option<(&'static str, String)>,
 }
 
+fn agent(config: ureq::config::Config) -> ureq::Agent {
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        Resolver::default(),
+    )
+}
+
+/// ureq's resolver runs every request's lookup on a thread of its own (to time it out), even
+/// for an IP literal and a kept-alive connection: a thread spawned and joined per registry call.
+/// A literal is answered here; names still go to ureq's.
+#[derive(Debug, Default)]
+struct Resolver(ureq::unversioned::resolver::DefaultResolver);
+
+impl ureq::unversioned::resolver::Resolver for Resolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        match literal(uri) {
+            Some(addr) => {
+                let mut out = self.empty();
+                out.push(addr);
+                Ok(out)
+            }
+            None => self.0.resolve(uri, config, timeout),
+        }
+    }
+}
+
+/// The address of a URI whose host is an IP literal.
+fn literal(uri: &ureq::http::Uri) -> Option<std::net::SocketAddr> {
+    let host = uri.host()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    let port = match uri.port_u16() {
+        Some(p) => p,
+        None if uri.scheme_str() == Some("https") => 443,
+        None => 80,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
 impl Client {
     pub fn new(target: &Target) -> Result<Client, String> {
         let config = ureq::Agent::config_builder()
@@ -109,12 +159,17 @@ impl Client {
             // Registries are local or on the LAN: never route them (and tokens) through a proxy
             // that HTTP_PROXY/ALL_PROXY name for other programs.
             .proxy(None)
+            // ureq fills both buffers with zeros up front (128 KiB each by default): a kept-alive
+            // connection cost 256 KiB of resident memory. 16 KiB holds any registry's response
+            // head and our request heads; bodies stream through.
+            .input_buffer_size(BUFFER)
+            .output_buffer_size(BUFFER)
             .user_agent(concat!("registrator/", env!("CARGO_PKG_VERSION")));
         Ok(match target {
             Target::Tcp(addr) => {
                 let base = format!("http://{addr}");
                 Client {
-                    agent: config.build().into(),
+                    agent: agent(config.build()),
                     shown: base.clone(),
                     base,
                     header: None,
@@ -125,7 +180,7 @@ impl Client {
                 let tls = tls::config(files)?;
                 let base = format!("https://{addr}");
                 Client {
-                    agent: config.tls_config(tls).build().into(),
+                    agent: agent(config.tls_config(tls).build()),
                     shown: base.clone(),
                     base,
                     header: None,
@@ -135,7 +190,7 @@ impl Client {
                 agent: ureq::Agent::with_parts(
                     config.build(),
                     unix::Connector(path.clone()),
-                    ureq::unversioned::resolver::DefaultResolver::default(),
+                    Resolver::default(),
                 ),
                 // An IP literal: the resolver answers it without a lookup, and the connector
                 // ignores the address anyway.
@@ -422,5 +477,26 @@ mod unix {
                 matches!(self.stream.read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
             open && self.stream.set_nonblocking(false).is_ok()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal;
+
+    #[test]
+    fn ip_literals_are_answered_without_a_lookup() {
+        let at = |u: &str| literal(&u.parse().unwrap()).map(|a| a.to_string());
+        assert_eq!(
+            at("http://127.0.0.1:18500/v1/agent/services").as_deref(),
+            Some("127.0.0.1:18500")
+        );
+        assert_eq!(
+            at("https://[::1]/v1/status/leader").as_deref(),
+            Some("[::1]:443")
+        );
+        assert_eq!(at("http://10.0.0.5/").as_deref(), Some("10.0.0.5:80"));
+        assert_eq!(at("http://consul.service:8500/"), None);
+        assert_eq!(at("http://localhost:8500/"), None);
     }
 }
