@@ -222,23 +222,57 @@ impl Client {
         }
     }
 
-    /// GET `path`; returns the head and the whole body. A kept-alive connection the engine has
-    /// closed meanwhile is replaced once (GET is idempotent).
+    /// GET `path`; returns the head and the whole body.
     pub fn get(&mut self, path: &str) -> Result<(Head, Vec<u8>), Error> {
+        self.get_with(path, |_, body| body.collect())
+    }
+
+    /// GET `path`, then `read` takes the body as it is decoded; the connection is kept if the
+    /// engine keeps it. A kept-alive connection the engine has closed meanwhile is replaced
+    /// once (GET is idempotent).
+    fn get_with<T>(
+        &mut self,
+        path: &str,
+        read: impl FnOnce(&Head, &mut Body) -> Result<T, Error>,
+    ) -> Result<(Head, T), Error> {
         let reused = self.conn.is_some();
-        match self.try_get(path) {
+        let (conn, head, pos, end) = match self.start(path) {
             // The engine may have closed the idle connection: over a Unix socket the write
             // fails, over TCP the write succeeds and the read sees the close.
             Err(e @ (Error::Io(_) | Error::Http(http::Error::Truncated))) if reused => {
                 log::debug!("docker: kept-alive connection failed ({e}); reconnecting");
                 self.conn = None;
-                self.try_get(path)
+                self.start(path)?
             }
-            r => r,
+            r => r?,
+        };
+        let mut body = Body {
+            conn,
+            decoder: &mut self.decoder,
+            buf: &mut self.buf,
+            pos,
+            end,
+            data: 0..0,
+            done: false,
+            total: 0,
+            error: None,
+        };
+        let out = read(&head, &mut body);
+        // What the reader left (a JSON value's trailing whitespace) is read to the end.
+        while out.is_ok() && !body.done {
+            body.data = 0..0;
+            body.next()?;
         }
+        // Kept only after a whole response (an error status too), never mid-body.
+        if head.keep_alive && body.done {
+            self.conn = Some(body.conn);
+        }
+        Ok((head, out?))
     }
 
-    fn try_get(&mut self, path: &str) -> Result<(Head, Vec<u8>), Error> {
+    /// Sends GET `path` and reads up to the end of the response head: the connection, the head,
+    /// and where in `buf` the bytes read past the head are.
+    fn start(&mut self, path: &str) -> Result<(Conn, Head, usize, usize), Error> {
         let mut conn = match self.conn.take() {
             Some(c) => c,
             None => {
@@ -249,42 +283,19 @@ impl Client {
         };
         write_get(&mut conn, path)?;
         self.decoder.reset();
-        let mut head = None;
-        let mut body = Vec::new();
-        'read: loop {
+        loop {
             let n = conn.read(&mut self.buf)?;
             if n == 0 {
-                match self.decoder.eof()? {
-                    Some(_) => break 'read,
-                    None => return Err(Error::Http(http::Error::Truncated)),
-                }
+                self.decoder.eof()?;
+                return Err(Error::Http(http::Error::Truncated));
             }
-            let mut pos = 0;
-            while pos < n {
-                let (used, out) = self.decoder.feed(&self.buf[pos..n])?;
-                pos += used;
-                match out {
-                    Some(Output::Head(h)) => head = Some(h),
-                    Some(Output::Data(d)) => {
-                        if body.len() + d.len() > MAX_BODY {
-                            return Err(Error::BodyTooLarge);
-                        }
-                        body.extend_from_slice(d);
-                    }
-                    Some(Output::End) => break 'read,
-                    None => break,
-                }
-            }
-            // A body that ended exactly at the end of the read is reported on the next feed.
-            if let Some(Output::End) = self.decoder.feed(&[])?.1 {
-                break 'read;
+            // Before the head the decoder takes all it is given.
+            match self.decoder.feed(&self.buf[..n])? {
+                (used, Some(Output::Head(h))) => return Ok((conn, h, used, n)),
+                (_, Some(_)) => return Err(Error::Http(http::Error::Truncated)),
+                (_, None) => {}
             }
         }
-        let head = head.ok_or(Error::Http(http::Error::Truncated))?;
-        if head.keep_alive {
-            self.conn = Some(conn);
-        }
-        Ok((head, body))
     }
 
     fn get_json<T: serde::de::DeserializeOwned>(&mut self, path: &str) -> Result<T, Error> {
@@ -293,6 +304,25 @@ impl Client {
             return Err(Error::Status(head.status, error_message(&body)));
         }
         serde_json::from_slice(&body).map_err(Error::Json)
+    }
+
+    /// As [`Client::get_json`], but parsed while the body arrives, never held whole: for
+    /// answers that grow with the number of containers.
+    fn get_json_streamed<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+    ) -> Result<T, Error> {
+        let (_, out) = self.get_with(path, |head, body| {
+            if !(200..300).contains(&head.status) {
+                let text = body.collect()?;
+                return Err(Error::Status(head.status, error_message(&text)));
+            }
+            serde_json::from_reader(&mut *body).map_err(|e| match body.error.take() {
+                Some(inner) => inner,
+                None => Error::Json(e),
+            })
+        })?;
+        Ok(out)
     }
 
     /// `GET /_ping`. Returns the engine's clock (Unix seconds, from `Date`) when it sent one.
@@ -306,7 +336,8 @@ impl Client {
 
     /// IDs of the running containers.
     pub fn running(&mut self) -> Result<Vec<String>, Error> {
-        let list: Vec<Summary> = self.get_json("/containers/json")?;
+        // 100 containers list as 85 KB; read whole, that was the daemon's largest allocation.
+        let list: Vec<Summary> = self.get_json_streamed("/containers/json")?;
         Ok(list
             .into_iter()
             .map(|s| s.id)
@@ -322,6 +353,95 @@ impl Client {
             Err(Error::Status(404, _)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A response body, decoded from the connection as it is read.
+struct Body<'c> {
+    conn: Conn,
+    decoder: &'c mut ResponseDecoder,
+    buf: &'c mut [u8],
+    /// Read from the connection, not yet decoded: `buf[pos..end]`.
+    pos: usize,
+    end: usize,
+    /// Decoded body bytes not yet taken: `buf[data]`.
+    data: std::ops::Range<usize>,
+    done: bool,
+    total: usize,
+    /// The error behind an `io::Error` handed to a reader (serde_json keeps only its text).
+    error: Option<Error>,
+}
+
+impl Body<'_> {
+    /// Decodes the next piece of the body into `data`, or sets `done`.
+    fn next(&mut self) -> Result<(), Error> {
+        loop {
+            if self.pos == self.end {
+                // A body that ended exactly at the end of a read is reported on the next feed.
+                if let Some(Output::End) = self.decoder.feed(&[])?.1 {
+                    self.done = true;
+                    return Ok(());
+                }
+                let n = self.conn.read(self.buf)?;
+                if n == 0 {
+                    return match self.decoder.eof()? {
+                        Some(_) => {
+                            self.done = true;
+                            Ok(())
+                        }
+                        None => Err(Error::Http(http::Error::Truncated)),
+                    };
+                }
+                (self.pos, self.end) = (0, n);
+            }
+            let (used, out) = self.decoder.feed(&self.buf[self.pos..self.end])?;
+            self.pos += used;
+            match out {
+                // The decoder hands out the last bytes it consumed.
+                Some(Output::Data(d)) => {
+                    self.total += d.len();
+                    if self.total > MAX_BODY {
+                        return Err(Error::BodyTooLarge);
+                    }
+                    self.data = self.pos - d.len()..self.pos;
+                    return Ok(());
+                }
+                Some(Output::End) => {
+                    self.done = true;
+                    return Ok(());
+                }
+                Some(Output::Head(_)) | None => {}
+            }
+        }
+    }
+
+    /// The rest of the body.
+    fn collect(&mut self) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        loop {
+            out.extend_from_slice(&self.buf[self.data.clone()]);
+            self.data = 0..0;
+            if self.done {
+                return Ok(out);
+            }
+            self.next()?;
+        }
+    }
+}
+
+impl Read for Body<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.data.is_empty() && !self.done {
+            if let Err(e) = self.next() {
+                let text = e.to_string();
+                self.error = Some(e);
+                return Err(io::Error::other(text));
+            }
+        }
+        let n = self.data.len().min(out.len());
+        out[..n].copy_from_slice(&self.buf[self.data.start..self.data.start + n]);
+        self.data.start += n;
+        Ok(n)
     }
 }
 
@@ -441,6 +561,86 @@ impl EventStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fake engine on a Unix socket that accepts one connection and answers each request
+    /// with the next canned response, written a few bytes at a time.
+    fn fake_engine(responses: Vec<Vec<u8>>) -> (PathBuf, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::BufRead;
+        let dir = std::env::temp_dir().join(format!("rgtr-docker-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join(format!("{}.sock", responses.len()));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut r = io::BufReader::new(s.try_clone().unwrap());
+            let mut paths = Vec::new();
+            for resp in responses {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                paths.push(line.split(' ').nth(1).unwrap_or("").to_string());
+                while line != "\r\n" {
+                    line.clear();
+                    r.read_line(&mut line).unwrap();
+                }
+                for piece in resp.chunks(7) {
+                    s.write_all(piece).unwrap();
+                    s.flush().unwrap();
+                }
+            }
+            paths
+        });
+        (path, server)
+    }
+
+    fn chunked(body: &str, size: usize) -> Vec<u8> {
+        let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for c in body.as_bytes().chunks(size) {
+            out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            out.extend_from_slice(c);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    }
+
+    #[test]
+    fn list_is_parsed_as_it_streams_and_the_connection_is_kept() {
+        let list: String = (0..50)
+            .map(|i| format!(r#"{{"Id":"c{i:02}","Names":["/n{i}"],"Labels":{{"Id":"x"}}}}"#))
+            .collect::<Vec<_>>()
+            .join(",\n");
+        let list = format!("[{list}]\n");
+        let error = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 18\r\n\r\n{\"message\":\"boom\"}".to_vec();
+        let ping = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK".to_vec();
+        let (path, server) = fake_engine(vec![chunked(&list, 13), error, chunked("[]", 1), ping]);
+        let mut c = Client::new(Endpoint::Unix(path));
+        let ids = c.running().unwrap();
+        assert_eq!(ids.len(), 50);
+        assert_eq!((ids[0].as_str(), ids[49].as_str()), ("c00", "c49"));
+        match c.running() {
+            Err(Error::Status(500, m)) => assert_eq!(m, "boom"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.running().unwrap(), Vec::<String>::new());
+        c.ping().unwrap();
+        assert_eq!(
+            server.join().unwrap().len(),
+            4,
+            "all four over one connection"
+        );
+    }
+
+    #[test]
+    fn a_list_cut_short_is_an_error_not_a_shorter_list() {
+        let mut cut = chunked(r#"[{"Id":"a"},{"Id":"b"}]"#, 5);
+        cut.truncate(cut.len() - 20);
+        let (path, server) = fake_engine(vec![cut]);
+        let mut c = Client::new(Endpoint::Unix(path));
+        let r = c.running();
+        server.join().unwrap();
+        assert!(r.is_err(), "{r:?}");
+    }
 
     #[test]
     fn endpoints() {
