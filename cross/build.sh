@@ -6,6 +6,8 @@
 #   armv7-unknown-linux-musleabihf  Pi 2, 3 (32-bit OS)
 #   arm-unknown-linux-musleabihf    Pi Zero, Zero W, 1 (ARMv6, VFPv2)
 #
+# (`build` takes x86_64-unknown-linux-musl too: tests/bench.sh measures that build.)
+#
 # All three are built by `cargo zigbuild` (zig links them, and compiles ring's C for `tls`) with
 # the standard library rebuilt for size (-Zbuild-std, optimize_for_size; the 32-bit targets have
 # no prebuilt musl std to download at all), so RUSTC_BOOTSTRAP=1 lets the stable toolchain take
@@ -50,10 +52,12 @@ build() {
     if [ "$features" != default ]; then
         args+=(--no-default-features --features "$features")
     fi
-    local rustflags=""
+    # No unwind tables: with panic=abort nothing unwinds, and on x86_64 they were 110 KB of
+    # .eh_frame (a panic still prints its message; only a backtrace would need them).
+    local rustflags="-C force-unwind-tables=no"
     case $target in
         # musl's own crt objects come from zig, not from the (absent) self-contained copy.
-        arm*) rustflags="-C link-self-contained=no" ;;
+        arm*) rustflags+=" -C link-self-contained=no" ;;
     esac
     # Called in $(...), where set -e does not apply: a failed build must fail the caller.
     RUSTC_BOOTSTRAP=1 RUSTFLAGS="$rustflags" cargo zigbuild -q "${args[@]}" >&2 ||
