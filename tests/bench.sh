@@ -1,33 +1,49 @@
 #!/usr/bin/env bash
-# Figures for the closing notes, printed, never asserted: release binary sizes, memory after a
-# sync of N containers, and the time from `docker run -d` returning to the service being in
-# Consul. Starts its own private engine and Consul with tests/services.sh.
+# The benchmark: what Pi users care about, printed as a table and one JSON line (figures only;
+# the targets are shown beside them, never asserted by the test suite).
 #
-#   tests/bench.sh            (N=30 containers, 20 latency runs)
-#   BENCH_N=10 BENCH_RUNS=5 tests/bench.sh
+#   tests/bench.sh                    full mode: 100 containers, 60 s idle (about 6 minutes)
+#   tests/bench.sh --short            CI's mode: 10 latency runs, burst of 20, 10 s idle
+#   tests/bench.sh --peer 'CMD ARGS'  the same workload against another registrator-compatible
+#                                     command too (run as CMD ARGS -ip 127.0.0.1 consul://ADDR),
+#                                     side by side with ratios
+#   tests/bench.sh --strict           full mode exits 1 when a target is missed
+#
+# It builds the static x86_64 musl release binaries the way cross/build.sh builds every
+# release (all features, the one measured; all without tls and consul only, for their sizes),
+# starts the private engine and Consul of tests/services.sh in a temporary directory, and runs
+# tests/bench/main.rs (`cargo bench --bench bench`), which says what each figure is.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=tests/lib.sh
+TAG=bench
+source tests/lib.sh
 
 target=x86_64-unknown-linux-musl
-# The default build has TLS, whose `ring` compiles C: a musl build needs musl-gcc (musl-tools).
-export CC_x86_64_unknown_linux_musl=musl-gcc
-if rustup target list --installed 2>/dev/null | grep -qx "$target" && command -v musl-gcc >/dev/null; then
-    cargo build -q --release --target "$target" --no-default-features --features consul
-    cp "target/$target/release/registrator" target/registrator-consul-only
-    cargo build -q --release --target "$target"
-    bin="target/$target/release/registrator"
-else
-    echo "note: $target or musl-gcc not installed; measuring the glibc build" >&2
-    cargo build -q --release --no-default-features --features consul
-    cp target/release/registrator target/registrator-consul-only
-    cargo build -q --release
-    bin=target/release/registrator
-fi
+mkdir -p target/bench
+build() { # NAME FEATURES
+    log "building $target ($2) with cross/build.sh"
+    cp "$(cross/build.sh build "$target" "$2")" "target/bench/registrator-$1"
+}
+build default default
+build all-no-tls consul,consulkv,etcd,skydns2,coredns,zookeeper,file
+build consul-only consul
+log "building the benchmark"
+cargo bench -q --bench bench --no-run 2>/dev/null || cargo bench --bench bench --no-run
 
-dir=$(mktemp -d /tmp/rgtr.XXXXXX)
-trap 'bash tests/services.sh stop "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
-bash tests/services.sh start "$dir" >/dev/null
+dir=$(mktemp -d /tmp/rgtr-bench.XXXXXX)
+cleanup() {
+    bash tests/services.sh stop "$dir" >/dev/null 2>&1 || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+bash tests/services.sh start "$dir" >&2
 # shellcheck disable=SC1091
 source "$dir/env"
 
-python3 tests/bench.py "$bin" target/registrator-consul-only
+cargo bench -q --bench bench -- \
+    --bin target/bench/registrator-default \
+    --size "all features (default, with tls)=target/bench/registrator-default" \
+    --size "all features without tls=target/bench/registrator-all-no-tls" \
+    --size "consul only=target/bench/registrator-consul-only" \
+    "$@"
