@@ -6,7 +6,8 @@
 //! ```
 //!
 //! What it measures, for our daemon (and for `--peer`, the same workload against another
-//! registrator-compatible command, to which `-ip 127.0.0.1 consul://ADDR` is appended):
+//! registrator-compatible command, split on spaces, to which `-ip 127.0.0.1 consul://ADDR` is
+//! appended; the process spawned is the one measured, so give the binary, not a wrapper):
 //! 1. latency: from the engine's `start` event (`timeNano`) to the service in Consul's
 //!    `/v1/agent/services`, polled every 0.2 ms from before the container is started; the
 //!    same from `die` to gone. Containers one at a time.
@@ -311,7 +312,7 @@ struct Latency {
 struct Phase {
     /// From the last command to the first poll that showed exactly the running set.
     converged_s: Option<f64>,
-    /// Counted 2 s after the last command (or when it converged, if later).
+    /// Counted at the first poll 2 s or more after the last command.
     missing: usize,
     stale: usize,
 }
@@ -727,11 +728,16 @@ fn latency(
         let name = format!("bench-{label}-{i}");
         let id = service_id(env, &name);
         let reply = driver.send(Cmd::Run(name.clone()));
-        let seen = consul.wait(&id, true, &reply)?;
+        // A floor client that failed is the cause of a wait that timed out.
+        let floor_failed = |e: String| match events.floor_error.lock().unwrap().take() {
+            Some(f) => format!("floor client: {f}"),
+            None => e,
+        };
+        let seen = consul.wait(&id, true, &reply).map_err(floor_failed)?;
         let started = events.time(&name, "start")?;
         up.push((seen - started) as f64 / 1e6);
         let reply = driver.send(Cmd::Kill(name.clone()));
-        let gone = consul.wait(&id, false, &reply)?;
+        let gone = consul.wait(&id, false, &reply).map_err(floor_failed)?;
         let died = events.time(&name, "die")?;
         down.push((gone - died) as f64 / 1e6);
         driver
@@ -970,6 +976,9 @@ struct Event {
 
 #[derive(Deserialize, Default)]
 struct Actor {
+    /// The container ID; API 1.52 engines send only this one, older ones `id` too.
+    #[serde(rename = "ID", default)]
+    id: String,
     #[serde(rename = "Attributes", default)]
     attributes: HashMap<String, String>,
 }
@@ -1096,7 +1105,8 @@ impl Floor {
         if !name.starts_with("bench-floor-") {
             return Ok(());
         }
-        self.apply(&e.id, name, e.action == "start")
+        let id = if e.id.is_empty() { &e.actor.id } else { &e.id };
+        self.apply(id, name, e.action == "start")
     }
 
     /// Inspects container `id` and registers (or deregisters) its port 80.
