@@ -956,7 +956,8 @@ impl Bridge {
 fn docker_check(s: &Service) -> bool {
     s.attrs
         .get("check_docker")
-        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+        .and_then(|v| service::boolean(v))
+        .unwrap_or(false)
 }
 
 fn health_name(h: Health) -> &'static str {

@@ -355,9 +355,32 @@ pub fn split_tags(s: &str) -> Vec<String> {
     tags
 }
 
+/// A `SERVICE_*` boolean: `true`/`1`/`yes` or `false`/`0`/`no`/empty, any case and spacing;
+/// `None` for anything else.
+pub fn boolean(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" | "" => Some(false),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn booleans() {
+        for t in ["true", " TRUE ", "1", "Yes"] {
+            assert_eq!(boolean(t), Some(true), "{t:?}");
+        }
+        for f in ["false", "0", "no", "", " "] {
+            assert_eq!(boolean(f), Some(false), "{f:?}");
+        }
+        for other in ["y", "on", "2", "truex"] {
+            assert_eq!(boolean(other), None, "{other:?}");
+        }
+    }
     use serde_json::json;
 
     fn container(v: serde_json::Value) -> Container {

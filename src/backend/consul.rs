@@ -243,14 +243,10 @@ pub fn registration(s: &Service) -> Built {
 /// `true/false/1/0/yes/no`; anything else is false with a warning.
 fn flag(s: &Service, key: &str, warnings: &mut Vec<String>) -> Option<bool> {
     let v = s.attrs.get(key)?;
-    match v.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Some(true),
-        "false" | "0" | "no" | "" => Some(false),
-        _ => {
-            warnings.push(format!("{key}={v:?} is not a boolean; taken as false"));
-            Some(false)
-        }
-    }
+    Some(crate::service::boolean(v).unwrap_or_else(|| {
+        warnings.push(format!("{key}={v:?} is not a boolean; taken as false"));
+        false
+    }))
 }
 
 /// TTL of the check that mirrors a container's Docker health (`SERVICE_CHECK_DOCKER`): the
