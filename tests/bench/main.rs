@@ -992,18 +992,18 @@ impl Events {
             floor_error: Mutex::new(None),
         });
         let mut c = Conn::stream(&env.sock).map_err(|e| format!("engine {}: {e}", env.sock))?;
-        let head = c
+        let status = c
             .send("GET", EVENTS_PATH, None)
             .map_err(|e| format!("engine: events: {e}"))?;
-        if head.status != 200 {
-            return Err(format!("engine: events: status {}", head.status));
+        if status != 200 {
+            return Err(format!("engine: events: status {status}"));
         }
         let mut floor = Floor::open(&env)?;
         let shared = ev.clone();
         thread::spawn(move || {
             let mut buf = Vec::new();
             loop {
-                match c.chunk(&mut buf) {
+                match c.next(&mut buf) {
                     Ok(true) => {}
                     Ok(false) | Err(_) => {
                         eprintln!("bench: the engine's event stream ended");
