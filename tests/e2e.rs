@@ -1022,10 +1022,7 @@ impl Drop for HealthTimer {
 fn require_healthy_follows_health_events() {
     let _g = lock();
     let h = hostname();
-    let dir = test_dir().join(format!("hc{}", std::process::id()));
-    fs::create_dir_all(&dir).unwrap();
-    let ok = dir.join("ok");
-    let _ = fs::remove_file(&ok);
+    let (dir, ok) = health_dir("hc");
     let d = Daemon::start(&["-ip", "127.0.0.1", "-require-healthy", &consul()]);
     let vol = format!("{}:/h", dir.display());
     run(&[

@@ -314,10 +314,7 @@ fn healthchecked(name: &str, dir: &std::path::Path, env: &[&str]) -> String {
 fn health_flapping_registers_deregisters_and_mirrors_the_check() {
     let _g = lock();
     let h = hostname();
-    let dir = test_dir().join(format!("health{}", std::process::id()));
-    fs::create_dir_all(&dir).unwrap();
-    let ok = dir.join("ok");
-    let _ = fs::remove_file(&ok);
+    let (dir, ok) = health_dir("health");
     let id = format!("{h}:flap:80");
     let present = |want: bool| {
         let id = id.clone();

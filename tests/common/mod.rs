@@ -79,6 +79,16 @@ pub fn test_dir() -> PathBuf {
     PathBuf::from(required("RGTR_TEST_DIR"))
 }
 
+/// A fresh directory `<name><pid>` under the test dir, to mount into a healthchecked container,
+/// and the path of the `ok` file in it whose presence makes the check pass (absent at first).
+pub fn health_dir(name: &str) -> (PathBuf, PathBuf) {
+    let dir = test_dir().join(format!("{name}{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let ok = dir.join("ok");
+    let _ = fs::remove_file(&ok);
+    (dir, ok)
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
