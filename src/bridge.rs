@@ -21,6 +21,8 @@ pub trait Engine: Send {
     fn running(&mut self) -> Result<Vec<String>, docker::Error>;
     /// A container by ID or name; `None` when the engine does not know it.
     fn inspect(&mut self, id: &str) -> Result<Option<Container>, docker::Error>;
+    /// Asks now for an inspect that follows soon, so that the engine works on it meanwhile.
+    fn inspect_ahead(&mut self, _id: &str) {}
 }
 
 impl Engine for Client {
@@ -29,6 +31,9 @@ impl Engine for Client {
     }
     fn inspect(&mut self, id: &str) -> Result<Option<Container>, docker::Error> {
         Client::inspect(self, id)
+    }
+    fn inspect_ahead(&mut self, id: &str) {
+        Client::inspect_ahead(self, id)
     }
 }
 
@@ -809,8 +814,13 @@ impl Bridge {
         log::debug!("sync: {} running containers", running.len());
         let mut names = HashSet::new();
         let mut complete = true;
-        for id in &running {
-            match self.docker.inspect(id) {
+        for (i, id) in running.iter().enumerate() {
+            let inspected = self.docker.inspect(id);
+            // The engine inspects the next one while the registry takes this one.
+            if let Some(next) = running.get(i + 1) {
+                self.docker.inspect_ahead(next);
+            }
+            match inspected {
                 Ok(Some(c)) => {
                     if c.state.running {
                         if self.held_back(&c).is_none() {

@@ -208,6 +208,9 @@ fn write_get(conn: &mut Conn, path: &str) -> io::Result<()> {
 pub struct Client {
     endpoint: Endpoint,
     conn: Option<Conn>,
+    /// The path of a GET already written on `conn` whose response is still to be read
+    /// ([`Client::inspect_ahead`]).
+    ahead: Option<String>,
     decoder: ResponseDecoder,
     buf: Box<[u8]>,
 }
@@ -217,6 +220,7 @@ impl Client {
         Client {
             endpoint,
             conn: None,
+            ahead: None,
             decoder: ResponseDecoder::new(),
             buf: vec![0; READ_BUF].into_boxed_slice(),
         }
@@ -273,6 +277,15 @@ impl Client {
     /// Sends GET `path` and reads up to the end of the response head: the connection, the head,
     /// and where in `buf` the bytes read past the head are.
     fn start(&mut self, path: &str) -> Result<(Conn, Head, usize, usize), Error> {
+        let sent = match self.ahead.take() {
+            Some(p) if p == path => true,
+            // The next response on the kept connection answers another request: not that one.
+            Some(_) => {
+                self.conn = None;
+                false
+            }
+            None => false,
+        };
         let mut conn = match self.conn.take() {
             Some(c) => c,
             None => {
@@ -281,7 +294,9 @@ impl Client {
                 c
             }
         };
-        write_get(&mut conn, path)?;
+        if !sent {
+            write_get(&mut conn, path)?;
+        }
         self.decoder.reset();
         loop {
             let n = conn.read(&mut self.buf)?;
@@ -347,13 +362,39 @@ impl Client {
 
     /// Inspects a container by ID or name; `None` when the engine does not know it.
     pub fn inspect(&mut self, id: &str) -> Result<Option<Container>, Error> {
-        let path = format!("/containers/{}/json", percent_encode(id));
+        let path = inspect_path(id);
         match self.get_json(&path) {
             Ok(c) => Ok(Some(c)),
             Err(Error::Status(404, _)) => Ok(None),
             Err(e) => Err(e),
         }
     }
+
+    /// Asks for the inspect of `id` now, on the kept-alive connection, and leaves its answer
+    /// there for the [`Client::inspect`] of `id` that follows (HTTP/1.1 pipelining): the
+    /// engine prepares it while the caller does something else. Nothing is sent without a
+    /// kept connection or with a request already ahead; a failed send drops the connection,
+    /// and `inspect` asks again on a new one.
+    pub fn inspect_ahead(&mut self, id: &str) {
+        if self.ahead.is_some() {
+            return;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let path = inspect_path(id);
+        match write_get(conn, &path) {
+            Ok(()) => self.ahead = Some(path),
+            Err(e) => {
+                log::debug!("docker: kept-alive connection failed ({e}); dropped");
+                self.conn = None;
+            }
+        }
+    }
+}
+
+fn inspect_path(id: &str) -> String {
+    format!("/containers/{}/json", percent_encode(id))
 }
 
 /// A response body, decoded from the connection as it is read.
@@ -628,6 +669,83 @@ mod tests {
             server.join().unwrap().len(),
             4,
             "all four over one connection"
+        );
+    }
+
+    /// A fake engine that answers every inspect on every connection it accepts (up to
+    /// `conns`) with the container of that ID; the requests, as (connection, path).
+    fn fake_inspects(
+        name: &str,
+        conns: usize,
+    ) -> (PathBuf, std::thread::JoinHandle<Vec<(usize, String)>>) {
+        use std::io::BufRead;
+        let dir = std::env::temp_dir().join(format!("rgtr-docker-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join(format!("{name}.sock"));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for n in 0..conns {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut r = io::BufReader::new(s.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap() == 0 {
+                        break;
+                    }
+                    let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                    while line != "\r\n" {
+                        line.clear();
+                        r.read_line(&mut line).unwrap();
+                    }
+                    let id = path.trim_start_matches("/containers/");
+                    let id = id.trim_end_matches("/json");
+                    let body = format!(r#"{{"Id":"{id}","State":{{"Running":true}}}}"#);
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    seen.push((n, path));
+                    // The client may have closed this connection with this answer unread.
+                    if resp.as_bytes().chunks(7).any(|p| s.write_all(p).is_err()) {
+                        break;
+                    }
+                }
+            }
+            seen
+        });
+        (path, server)
+    }
+
+    #[test]
+    fn an_inspect_asked_ahead_is_answered_on_the_same_connection() {
+        let (path, server) = fake_inspects("ahead", 2);
+        let mut c = Client::new(Endpoint::Unix(path));
+        // Nothing is sent ahead without a kept connection.
+        c.inspect_ahead("a");
+        assert_eq!(c.inspect("a").unwrap().unwrap().id, "a");
+        c.inspect_ahead("b");
+        // A second request ahead waits for the first to be read.
+        c.inspect_ahead("c");
+        assert_eq!(c.inspect("b").unwrap().unwrap().id, "b");
+        c.inspect_ahead("c");
+        // Another request than the one ahead goes on a new connection: the kept one's next
+        // answer is for "c".
+        assert_eq!(c.inspect("d").unwrap().unwrap().id, "d");
+        assert_eq!(c.inspect("e").unwrap().unwrap().id, "e");
+        drop(c);
+        let got = server.join().unwrap();
+        let got: Vec<(usize, &str)> = got.iter().map(|(n, p)| (*n, p.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (0, "/containers/a/json"),
+                (0, "/containers/b/json"),
+                (0, "/containers/c/json"),
+                (1, "/containers/d/json"),
+                (1, "/containers/e/json"),
+            ]
         );
     }
 
