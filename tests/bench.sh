@@ -33,6 +33,11 @@ cargo bench -q --bench bench --no-run 2>/dev/null || cargo bench --bench bench -
 
 dir=$(mktemp -d /tmp/rgtr-bench.XXXXXX)
 cleanup() {
+    # Daemons the benchmark spawned and did not stop (it exited early): they are its children
+    # no more, so they are listed by PID.
+    if [ -f "$dir/bench-daemons" ]; then
+        xargs -r kill <"$dir/bench-daemons" 2>/dev/null || true
+    fi
     bash tests/services.sh stop "$dir" >/dev/null 2>&1 || true
     rm -rf "$dir"
 }

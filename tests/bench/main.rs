@@ -1307,7 +1307,19 @@ impl Daemon {
             .stderr(err)
             .spawn()
             .map_err(|e| format!("{}: {e}", command[0]))?;
-        Ok(Daemon { child, log })
+        // For tests/bench.sh to kill should this program exit without dropping it (its
+        // event reader exits the process when the engine's stream ends).
+        let pids = format!("{}/bench-daemons", env.dir);
+        let noted = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&pids)
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, format!("{}\n", child.id()).as_bytes())
+            });
+        let d = Daemon { child, log };
+        noted.map_err(|e| format!("{pids}: {e}"))?;
+        Ok(d)
     }
 
     fn alive(&mut self) -> Res<()> {
