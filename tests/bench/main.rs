@@ -20,6 +20,8 @@
 //! 4. start-up sync: the daemon started with containers running; time to all registered,
 //!    polled one service at a time (see [`wait_set`]), each round begun 0.5 s after the last
 //!    round's services were removed. (The polls here and in 3. are 2 ms apart: [`SET_POLL`].)
+//!    A round during which the hypervisor took more than [`MAX_STEAL_PCT`] of the machine's
+//!    CPU is printed and done again; the CPU stolen is printed for every round and phase.
 //! 5. memory: VmRSS and VmHWM idle after a sync of 0 containers, after the burst, and after
 //!    the sync of the start-up phase.
 //! 6. idle: CPU ticks (utime + stime) and wake-ups (voluntary context switches of all threads)
@@ -59,6 +61,12 @@ const SET_POLL: Duration = Duration::from_millis(2);
 /// thread the engine's event woke: the daemon's two (event reader, then worker) more than the
 /// floor client's one.
 const LATENCY_POLL: Duration = Duration::from_micros(200);
+/// A start-up sync round during which the hypervisor took more than this share of the
+/// machine's CPU time (`steal` in /proc/stat) is done again, up to [`MAX_REPEATS`] times per
+/// subject: on this virtual machine such rounds took up to twice as long, for the floor as for
+/// the daemon, and measure the host, not the program.
+const MAX_STEAL_PCT: f64 = 10.0;
+const MAX_REPEATS: usize = 10;
 const SIZE_LIMIT: u64 = 800 * 1024;
 
 fn main() {
@@ -206,8 +214,9 @@ fn run() -> Res<()> {
     let floor = floor?;
     cleanup(&env, &mut consul)?;
     eprintln!("bench: floor: start-up sync of {}", plan.sync);
-    let floor_sync_rounds_s = floor_sync(&env, &plan, &mut consul)?;
-    let floor_sync_s = stats(floor_sync_rounds_s.clone()).median;
+    let mut floor_sync_repeated = Vec::new();
+    let floor_sync_rounds = floor_sync(&env, &plan, &mut consul, &mut floor_sync_repeated)?;
+    let floor_sync_s = stats(floor_sync_rounds.iter().map(|r| r.s).collect()).median;
 
     let peer = match &opts.peer {
         Some(cmd) => {
@@ -248,7 +257,8 @@ fn run() -> Res<()> {
         idle_seconds: plan.idle.as_secs(),
         floor,
         floor_sync_s,
-        floor_sync_rounds_s,
+        floor_sync_rounds,
+        floor_sync_repeated,
         ours,
         peer,
         sizes,
@@ -307,6 +317,65 @@ fn round3(x: f64) -> f64 {
 struct Latency {
     start_to_visible_ms: Stats,
     die_to_gone_ms: Stats,
+    /// The machine's CPU time the hypervisor took over the phase (%).
+    steal_pct: f64,
+}
+
+/// One start-up sync round.
+#[derive(Serialize, Default, Clone, Copy)]
+struct Round {
+    s: f64,
+    /// The machine's CPU time the hypervisor took during it (%).
+    steal_pct: f64,
+}
+
+/// The machine's CPU time so far, in ticks: (all, stolen by the hypervisor).
+fn cpu_ticks() -> Res<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").map_err(|e| format!("/proc/stat: {e}"))?;
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if f.len() < 8 {
+        return Err("/proc/stat: no cpu line with a steal column".into());
+    }
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    Ok((f[..8].iter().sum(), f[7]))
+}
+
+fn steal_since(t0: (u64, u64)) -> Res<f64> {
+    let t1 = cpu_ticks()?;
+    let all = t1.0.saturating_sub(t0.0).max(1);
+    Ok((1000.0 * t1.1.saturating_sub(t0.1) as f64 / all as f64).round() / 10.0)
+}
+
+/// Start-up sync rounds until `want` are kept, each timed by `round`; one the hypervisor
+/// stole from (see [`MAX_STEAL_PCT`]) goes to `repeated` and is done again.
+fn sync_rounds(
+    want: usize,
+    repeated: &mut Vec<Round>,
+    mut round: impl FnMut() -> Res<Round>,
+) -> Res<Vec<Round>> {
+    let mut kept = Vec::new();
+    while kept.len() < want {
+        let r = round()?;
+        if r.steal_pct > MAX_STEAL_PCT && repeated.len() < MAX_REPEATS {
+            eprintln!(
+                "bench: round of {:.3} s with {}% of the CPU stolen by the hypervisor: again",
+                r.s, r.steal_pct
+            );
+            repeated.push(r);
+        } else {
+            kept.push(r);
+        }
+    }
+    Ok(kept)
 }
 
 #[derive(Serialize, Default, Clone, Copy)]
@@ -330,9 +399,11 @@ struct Subject {
     latency: Latency,
     burst_start: Phase,
     burst_kill: Phase,
-    /// The median of the rounds.
+    /// The median of the rounds kept.
     sync_s: f64,
-    sync_rounds_s: Vec<f64>,
+    sync_rounds: Vec<Round>,
+    /// Rounds done again, the hypervisor having taken too much of the CPU.
+    sync_repeated: Vec<Round>,
     mem_idle_0: Mem,
     mem_after_burst: Mem,
     mem_idle_synced: Mem,
@@ -360,7 +431,8 @@ struct Report {
     /// The floor client's start-up sync: list, then inspect and register each, serially
     /// (the median of the rounds).
     floor_sync_s: f64,
-    floor_sync_rounds_s: Vec<f64>,
+    floor_sync_rounds: Vec<Round>,
+    floor_sync_repeated: Vec<Round>,
     ours: Subject,
     peer: Option<Subject>,
     sizes: BTreeMap<String, u64>,
@@ -557,23 +629,37 @@ fn print_table(r: &Report, short: bool) {
         }
         println!("{line}");
     }
-    let rounds = |v: &[f64]| {
-        v.iter()
-            .map(|x| format!("{x:.3}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+    let rounds = |v: &[Round]| {
+        let v: Vec<String> = v
+            .iter()
+            .map(|r| format!("{:.3} ({}%)", r.s, r.steal_pct))
+            .collect();
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(" ")
+        }
     };
-    println!(
-        "start-up sync rounds (s): registrator {}; floor {}",
-        rounds(&r.ours.sync_rounds_s),
-        rounds(&r.floor_sync_rounds_s)
+    println!("start-up sync rounds, s (CPU stolen by the hypervisor):");
+    println!("  registrator {}", rounds(&r.ours.sync_rounds));
+    println!("  floor       {}", rounds(&r.floor_sync_rounds));
+    if let Some(p) = &r.peer {
+        println!("  peer        {}", rounds(&p.sync_rounds));
+    }
+    println!("  done again, over {MAX_STEAL_PCT}% stolen:");
+    println!("  registrator {}", rounds(&r.ours.sync_repeated));
+    println!("  floor       {}", rounds(&r.floor_sync_repeated));
+    if let Some(p) = &r.peer {
+        println!("  peer        {}", rounds(&p.sync_repeated));
+    }
+    let mut stolen = format!(
+        "CPU stolen by the hypervisor over the latency phases: registrator {}%, floor {}%",
+        r.ours.latency.steal_pct, r.floor.steal_pct
     );
     if let Some(p) = &r.peer {
-        println!(
-            "start-up sync rounds (s): peer {}",
-            rounds(&p.sync_rounds_s)
-        );
+        stolen += &format!(", peer {}%", p.latency.steal_pct);
     }
+    println!("{stolen}");
     for (label, n) in &r.sizes {
         println!("{:<34} {n:>12}", format!("size, {label} (bytes)"));
     }
@@ -638,21 +724,28 @@ fn subject(
     let names: Vec<String> = (0..plan.sync).map(|i| format!("bench-sync-{i}")).collect();
     start_all(env, &names, plan.group)?;
     let want: BTreeSet<String> = names.iter().map(|n| service_id(env, n)).collect();
-    let mut rounds = Vec::new();
-    let mut d = loop {
+    let mut last: Option<Daemon> = None;
+    let mut n = 0;
+    s.sync_rounds = sync_rounds(plan.rounds, &mut s.sync_repeated, || {
+        if let Some(d) = last.take() {
+            d.stop()?;
+        }
         clear(consul)?;
         quiet();
+        let cpu = cpu_ticks()?;
         let t0 = Instant::now();
-        let mut d = Daemon::spawn(env, command, &format!("{label}-sync-{}", rounds.len()))?;
+        let mut d = Daemon::spawn(env, command, &format!("{label}-sync-{n}"))?;
+        n += 1;
         wait_set(consul, &want, t0, Some(&mut d))?;
-        rounds.push(round3(t0.elapsed().as_secs_f64()));
-        if rounds.len() == plan.rounds {
-            break d;
-        }
-        d.stop()?;
-    };
-    s.sync_s = stats(rounds.clone()).median;
-    s.sync_rounds_s = rounds;
+        let s = round3(t0.elapsed().as_secs_f64());
+        last = Some(d);
+        Ok(Round {
+            s,
+            steal_pct: steal_since(cpu)?,
+        })
+    })?;
+    s.sync_s = stats(s.sync_rounds.iter().map(|r| r.s).collect()).median;
+    let mut d = last.ok_or("no start-up sync round")?;
     settle(&mut d)?;
     s.mem_idle_synced = d.mem()?;
     eprintln!("bench: {label}: idle for {} s", plan.idle.as_secs());
@@ -706,20 +799,28 @@ fn quiet() {
 
 /// The start-up sync done by the floor client (no daemon running): from the first request
 /// over its open connections until Consul lists every service.
-fn floor_sync(env: &Env, plan: &Plan, consul: &mut Consul) -> Res<Vec<f64>> {
+fn floor_sync(
+    env: &Env,
+    plan: &Plan,
+    consul: &mut Consul,
+    repeated: &mut Vec<Round>,
+) -> Res<Vec<Round>> {
     let names: Vec<String> = (0..plan.sync).map(|i| format!("bench-sync-{i}")).collect();
     start_all(env, &names, plan.group)?;
     let want: BTreeSet<String> = names.iter().map(|n| service_id(env, n)).collect();
-    let mut rounds = Vec::new();
-    for _ in 0..plan.rounds {
+    let rounds = sync_rounds(plan.rounds, repeated, || {
         clear(consul)?;
         quiet();
         let mut floor = Floor::open(env)?;
+        let cpu = cpu_ticks()?;
         let t0 = Instant::now();
         floor.sync()?;
         wait_set(consul, &want, t0, None)?;
-        rounds.push(round3(t0.elapsed().as_secs_f64()));
-    }
+        Ok(Round {
+            s: round3(t0.elapsed().as_secs_f64()),
+            steal_pct: steal_since(cpu)?,
+        })
+    })?;
     cleanup(env, consul)?;
     Ok(rounds)
 }
@@ -746,6 +847,7 @@ fn latency(
 ) -> Res<Latency> {
     let mut up = Vec::new();
     let mut down = Vec::new();
+    let cpu = cpu_ticks()?;
     for i in 0..plan.latency {
         let name = format!("bench-{label}-{i}");
         let id = service_id(env, &name);
@@ -776,6 +878,7 @@ fn latency(
     Ok(Latency {
         start_to_visible_ms: stats(up),
         die_to_gone_ms: stats(down),
+        steal_pct: steal_since(cpu)?,
     })
 }
 
