@@ -607,11 +607,7 @@ mod tests {
     /// with the next canned response, written a few bytes at a time.
     fn fake_engine(responses: Vec<Vec<u8>>) -> (PathBuf, std::thread::JoinHandle<Vec<String>>) {
         use std::io::BufRead;
-        let dir = std::env::temp_dir().join(format!("rgtr-docker-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join(format!("{}.sock", responses.len()));
-        let _ = std::fs::remove_file(&path);
-        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let (path, listener) = fake_socket(&responses.len().to_string());
         let server = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
             let mut r = io::BufReader::new(s.try_clone().unwrap());
@@ -632,6 +628,16 @@ mod tests {
             paths
         });
         (path, server)
+    }
+
+    /// A Unix socket `NAME.sock` to listen on, in this test process's own directory.
+    fn fake_socket(name: &str) -> (PathBuf, std::os::unix::net::UnixListener) {
+        let dir = std::env::temp_dir().join(format!("rgtr-docker-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join(format!("{name}.sock"));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        (path, listener)
     }
 
     fn chunked(body: &str, size: usize) -> Vec<u8> {
@@ -679,11 +685,7 @@ mod tests {
         conns: usize,
     ) -> (PathBuf, std::thread::JoinHandle<Vec<(usize, String)>>) {
         use std::io::BufRead;
-        let dir = std::env::temp_dir().join(format!("rgtr-docker-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join(format!("{name}.sock"));
-        let _ = std::fs::remove_file(&path);
-        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let (path, listener) = fake_socket(name);
         let server = std::thread::spawn(move || {
             let mut seen = Vec::new();
             for n in 0..conns {
