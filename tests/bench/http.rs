@@ -80,13 +80,7 @@ impl Conn {
         self.decoder.reset();
         (self.pos, self.end) = (0, 0);
         loop {
-            self.fill()?;
-            let (used, out) = self
-                .decoder
-                .feed(&self.buf[self.pos..self.end])
-                .map_err(bad)?;
-            self.pos += used;
-            if let Some(Output::Head(h)) = out {
+            if let Some(Output::Head(h)) = self.decode()? {
                 return Ok(h.status);
             }
         }
@@ -105,8 +99,8 @@ impl Conn {
         Ok((status, out))
     }
 
-    /// Reads more when everything read has been decoded.
-    fn fill(&mut self) -> io::Result<()> {
+    /// Decodes what was read and not yet decoded, reading more first when there is none.
+    fn decode(&mut self) -> io::Result<Option<Output<'_>>> {
         if self.pos == self.end {
             let n = self.stream.read(&mut self.buf)?;
             if n == 0 {
@@ -117,7 +111,12 @@ impl Conn {
             }
             (self.pos, self.end) = (0, n);
         }
-        Ok(())
+        let (used, out) = self
+            .decoder
+            .feed(&self.buf[self.pos..self.end])
+            .map_err(bad)?;
+        self.pos += used;
+        Ok(out)
     }
 
     /// Appends the next piece of the body to `out`; false at its end.
@@ -129,13 +128,7 @@ impl Conn {
                     return Ok(false);
                 }
             }
-            self.fill()?;
-            let (used, piece) = self
-                .decoder
-                .feed(&self.buf[self.pos..self.end])
-                .map_err(bad)?;
-            self.pos += used;
-            match piece {
+            match self.decode()? {
                 Some(Output::Data(d)) => {
                     out.extend_from_slice(d);
                     return Ok(true);

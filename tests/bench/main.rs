@@ -973,12 +973,14 @@ fn clear(consul: &mut Consul) -> Res<()> {
 /// Removes every container the benchmark made and every service but Consul's own.
 fn cleanup(env: &Env, consul: &mut Consul) -> Res<()> {
     let mut c = Conn::unix(&env.sock).map_err(|e| format!("engine: {e}"))?;
-    let (status, body) = c
-        .request("GET", "/containers/json?all=true", None)
-        .map_err(|e| format!("engine: list: {e}"))?;
-    if status != 200 {
-        return Err(format!("engine: list: status {status}"));
-    }
+    let (_, body) = call(
+        &mut c,
+        "engine",
+        "GET",
+        "/containers/json?all=true",
+        None,
+        &[200],
+    )?;
     let listed: Vec<Listed> = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
     for l in listed {
         if l.names.iter().any(|n| n.starts_with("/bench-")) {
@@ -996,18 +998,32 @@ fn cleanup(env: &Env, consul: &mut Consul) -> Res<()> {
 
 // -------------------------------------------------------------------------------- engine --
 
-fn expect(c: &mut Conn, method: &str, path: &str, body: Option<&[u8]>, ok: &[u16]) -> Res<()> {
+/// A request whose answer must have one of the `ok` statuses: that status and the body. `who`
+/// (engine, consul) names the other side in errors.
+fn call(
+    c: &mut Conn,
+    who: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    ok: &[u16],
+) -> Res<(u16, Vec<u8>)> {
     let (status, text) = c
         .request(method, path, body)
-        .map_err(|e| format!("engine: {method} {path}: {e}"))?;
+        .map_err(|e| format!("{who}: {method} {path}: {e}"))?;
     if ok.contains(&status) {
-        Ok(())
+        Ok((status, text))
     } else {
         Err(format!(
-            "engine: {method} {path}: status {status}: {}",
+            "{who}: {method} {path}: status {status}: {}",
             String::from_utf8_lossy(&text).trim()
         ))
     }
+}
+
+/// An engine command whose answer must have one of the `ok` statuses.
+fn expect(c: &mut Conn, method: &str, path: &str, body: Option<&[u8]>, ok: &[u16]) -> Res<()> {
+    call(c, "engine", method, path, body, ok).map(drop)
 }
 
 /// `docker run -d --name NAME -p 127.0.0.1::80 bb`, over the API.
@@ -1236,13 +1252,8 @@ impl Floor {
 
     /// Inspects container `id` and registers (or deregisters) its port 80.
     fn apply(&mut self, id: &str, name: &str, register: bool) -> Res<()> {
-        let (status, body) = self
-            .docker
-            .request("GET", &format!("/containers/{id}/json"), None)
-            .map_err(|err| format!("inspect: {err}"))?;
-        if status != 200 {
-            return Err(format!("inspect: status {status}"));
-        }
+        let path = format!("/containers/{id}/json");
+        let (_, body) = call(&mut self.docker, "engine", "GET", &path, None, &[200])?;
         let c: Inspect = serde_json::from_slice(&body).map_err(|err| format!("inspect: {err}"))?;
         let id = format!("{}:{name}:80", self.hostname);
         let (path, body) = if register {
@@ -1260,28 +1271,27 @@ impl Floor {
         } else {
             (format!("/v1/agent/service/deregister/{id}"), Vec::new())
         };
-        let (status, text) = self
-            .consul
-            .request("PUT", &path, Some(&body))
-            .map_err(|err| format!("consul: {err}"))?;
-        if status != 200 {
-            return Err(format!(
-                "consul: PUT {path}: status {status}: {}",
-                String::from_utf8_lossy(&text)
-            ));
-        }
-        Ok(())
+        call(
+            &mut self.consul,
+            "consul",
+            "PUT",
+            &path,
+            Some(&body),
+            &[200],
+        )
+        .map(drop)
     }
 
     /// A start-up sync by the smallest client: list, then inspect and register each.
     fn sync(&mut self) -> Res<()> {
-        let (status, body) = self
-            .docker
-            .request("GET", "/containers/json", None)
-            .map_err(|err| format!("list: {err}"))?;
-        if status != 200 {
-            return Err(format!("list: status {status}"));
-        }
+        let (_, body) = call(
+            &mut self.docker,
+            "engine",
+            "GET",
+            "/containers/json",
+            None,
+            &[200],
+        )?;
         let listed: Vec<Listed> =
             serde_json::from_slice(&body).map_err(|err| format!("list: {err}"))?;
         for l in listed {
@@ -1307,13 +1317,14 @@ impl Consul {
     }
 
     fn services(&mut self) -> Res<Vec<u8>> {
-        let (status, body) = self
-            .c
-            .request("GET", "/v1/agent/services", None)
-            .map_err(|e| format!("consul: services: {e}"))?;
-        if status != 200 {
-            return Err(format!("consul: services: status {status}"));
-        }
+        let (_, body) = call(
+            &mut self.c,
+            "consul",
+            "GET",
+            "/v1/agent/services",
+            None,
+            &[200],
+        )?;
         Ok(body)
     }
 
@@ -1328,24 +1339,13 @@ impl Consul {
     /// Whether the agent has service `id`.
     fn has(&mut self, id: &str) -> Res<bool> {
         let path = format!("/v1/agent/service/{id}");
-        match self.c.request("GET", &path, None) {
-            Ok((200, _)) => Ok(true),
-            Ok((404, _)) => Ok(false),
-            Ok((status, _)) => Err(format!("consul: {path}: status {status}")),
-            Err(e) => Err(format!("consul: {path}: {e}")),
-        }
+        let (status, _) = call(&mut self.c, "consul", "GET", &path, None, &[200, 404])?;
+        Ok(status == 200)
     }
 
     fn deregister(&mut self, id: &str) -> Res<()> {
         let path = format!("/v1/agent/service/deregister/{id}");
-        let (status, _) = self
-            .c
-            .request("PUT", &path, Some(b""))
-            .map_err(|e| format!("consul: {path}: {e}"))?;
-        if status != 200 {
-            return Err(format!("consul: {path}: status {status}"));
-        }
-        Ok(())
+        call(&mut self.c, "consul", "PUT", &path, Some(b""), &[200]).map(drop)
     }
 
     /// Polls until `id` is (or is no longer) listed; the wall-clock time the
