@@ -9,6 +9,7 @@ use std::sync::mpsc::Sender;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::backoff::Backoff;
 use crate::bridge::Msg;
 use crate::docker::events::since_param;
 use crate::docker::{Client, Endpoint, EventStream};
@@ -21,7 +22,7 @@ const FUTURE_SLACK_S: i64 = 24 * 3600;
 
 pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
     let mut client = Client::new(endpoint.clone());
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let mut last_nano: Option<i64> = None;
     let mut connected_before = false;
     let mut down_logged = false;
@@ -45,8 +46,7 @@ pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
                 } else {
                     log::debug!("docker: {endpoint}: {e}");
                 }
-                thread::sleep(backoff);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                thread::sleep(backoff.pause());
                 continue;
             }
         };
@@ -54,8 +54,7 @@ pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
             Ok(s) => s,
             Err(e) => {
                 log::warn!("docker: subscribe to events: {e}");
-                thread::sleep(backoff);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                thread::sleep(backoff.pause());
                 continue;
             }
         };
@@ -72,9 +71,9 @@ pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
             return;
         }
         loop {
-            match stream.next() {
+            match stream.next_event() {
                 Ok(Some(ev)) => {
-                    backoff = BACKOFF_MIN;
+                    backoff.reset();
                     // Not a filter: the engine publishes concurrent events slightly out of
                     // `timeNano` order, and every event is safe to apply twice.
                     // A stamp far in the future (a broken engine clock, a hostile one) would
@@ -100,8 +99,7 @@ pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
                 }
             }
         }
-        thread::sleep(backoff);
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        thread::sleep(backoff.pause());
     }
 }
 

@@ -6,13 +6,6 @@
 
 mod common;
 
-#[allow(dead_code)]
-#[path = "../src/backend/base64.rs"]
-mod base64;
-#[allow(dead_code)]
-#[path = "../src/backend/zookeeper/codec.rs"]
-mod zk;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -21,6 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use registrator::backend::base64;
+use registrator::backend::zookeeper::codec as zk;
 use serde_json::{json, Value};
 
 fn env(var: &str) -> String {
@@ -575,7 +570,7 @@ impl Zk {
     fn frame(&mut self) -> Vec<u8> {
         let mut buf = [0u8; 4096];
         loop {
-            if let Some(f) = self.frames.next().unwrap() {
+            if let Some(f) = self.frames.next_frame().unwrap() {
                 return f;
             }
             let n = self.stream.read(&mut buf).expect("read from ZooKeeper");

@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::http::{CallError, Client};
-use super::{Backend, Error, OpenError, Uri};
+use super::{Backend, Error, Health, OpenError, Uri};
 use crate::docker::container::id12;
-use crate::docker::events::Health;
-use crate::docker::percent_encode;
+use crate::percent;
 use crate::service::Service;
 
 pub struct Consul {
@@ -65,7 +64,7 @@ impl Backend for Consul {
     }
 
     fn deregister(&mut self, s: &Service) -> Result<(), Error> {
-        let path = format!("/v1/agent/service/deregister/{}", percent_encode(&s.id));
+        let path = format!("/v1/agent/service/deregister/{}", percent::encode(&s.id));
         match self.put(&path, None) {
             Ok(_) => Ok(()),
             // Already gone (the agent restarted, someone removed it): nothing to do. Agents
@@ -96,7 +95,7 @@ impl Backend for Consul {
             serde_json::to_vec(&Update { status, output }).expect("a check update serializes");
         let path = format!(
             "/v1/agent/check/update/{}",
-            percent_encode(&format!("service:{}", s.id))
+            percent::encode(&format!("service:{}", s.id))
         );
         self.put(&path, Some(&body))
             .map(drop)

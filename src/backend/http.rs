@@ -279,7 +279,7 @@ fn answer(
 /// `/a b/c` -> `/a%20b/c`: each segment of a key path percent-encoded, the slashes kept.
 pub fn encode_path(path: &str) -> String {
     path.split('/')
-        .map(crate::docker::percent_encode)
+        .map(crate::percent::encode)
         .collect::<Vec<_>>()
         .join("/")
 }

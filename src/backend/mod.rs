@@ -28,7 +28,6 @@ pub mod zookeeper;
 use std::fmt;
 use std::time::Duration;
 
-use crate::docker::events::Health;
 use crate::service::Service;
 
 /// A registry adapter. Every call is made from the worker thread, one at a time.
@@ -71,6 +70,35 @@ pub trait Backend: Send {
     }
     /// Called once at shutdown (a ZooKeeper session is closed here).
     fn close(&mut self) {}
+}
+
+/// A container's HEALTHCHECK status, as the engine reports it (`State.Health.Status`, health
+/// events) and as a registry check mirrors it ([`Backend::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    pub fn parse(s: &str) -> Option<Health> {
+        match s.trim() {
+            "starting" => Some(Health::Starting),
+            "healthy" => Some(Health::Healthy),
+            "unhealthy" => Some(Health::Unhealthy),
+            _ => None,
+        }
+    }
+
+    /// The engine's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
 }
 
 /// A backend failure, already carrying what was being done: `consul: register x: HTTP 400: ...`.

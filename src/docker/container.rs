@@ -7,7 +7,7 @@ use serde::de::{Deserializer, IgnoredAny};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-use super::events::Health;
+use crate::backend::Health;
 
 /// `null` reads as the type's default.
 fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>

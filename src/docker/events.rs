@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use super::http::{self, Output, ResponseDecoder};
+use crate::backend::Health;
 
 /// Largest single event accepted. An event carries every label of its container, so it can be
 /// large, but not this large.
@@ -148,25 +149,6 @@ impl EventDecoder {
             if let Some(ev) = decode(line)? {
                 return Ok(Some(ev));
             }
-        }
-    }
-}
-
-/// A container's HEALTHCHECK status, as `State.Health.Status` and health events give it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
-    Starting,
-    Healthy,
-    Unhealthy,
-}
-
-impl Health {
-    pub fn parse(s: &str) -> Option<Health> {
-        match s.trim() {
-            "starting" => Some(Health::Starting),
-            "healthy" => Some(Health::Healthy),
-            "unhealthy" => Some(Health::Unhealthy),
-            _ => None,
         }
     }
 }

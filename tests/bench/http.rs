@@ -8,11 +8,7 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-#[path = "../../src/docker/http.rs"]
-#[allow(dead_code)]
-mod decoder;
-
-use decoder::{Output, ResponseDecoder};
+use registrator::docker::http::{self as decoder, Output, ResponseDecoder};
 
 pub trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}

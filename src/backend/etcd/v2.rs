@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::backend::http::{encode_path, CallError, Client};
 use crate::backend::kv::Store;
-use crate::docker::percent_encode;
+use crate::percent;
 
 pub struct V2 {
     http: Client,
@@ -83,7 +83,7 @@ impl Store for V2 {
     }
 
     fn put(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let form = format!("value={}{}", percent_encode(value), self.ttl_param());
+        let form = format!("value={}{}", percent::encode(value), self.ttl_param());
         self.set(key, &form).map(drop).map_err(|e| e.to_string())
     }
 

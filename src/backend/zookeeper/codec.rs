@@ -79,6 +79,12 @@ impl std::fmt::Display for CodecError {
 /// A frame being built: the length is filled in by [`Out::finish`].
 pub struct Out(Vec<u8>);
 
+impl Default for Out {
+    fn default() -> Out {
+        Out::new()
+    }
+}
+
 impl Out {
     pub fn new() -> Out {
         Out(vec![0; 4])
@@ -174,7 +180,7 @@ impl Frames {
     }
 
     /// The next whole frame's body, `Ok(None)` when more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Vec<u8>>, CodecError> {
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, CodecError> {
         let Some(head) = self.buf.get(..4) else {
             return Ok(None);
         };
@@ -380,7 +386,7 @@ mod tests {
             let mut got = Vec::new();
             for part in [&stream[..split], &stream[split..]] {
                 f.push(part);
-                while let Some(frame) = f.next().unwrap() {
+                while let Some(frame) = f.next_frame().unwrap() {
                     got.push(frame);
                 }
             }
@@ -402,10 +408,10 @@ mod tests {
     fn hostile_answers_are_errors_not_panics() {
         let mut f = Frames::default();
         f.push(&[0xff, 0xff, 0xff, 0xff]);
-        assert!(f.next().is_err());
+        assert!(f.next_frame().is_err());
         let mut f = Frames::default();
         f.push(&(MAX_FRAME as u32 + 1).to_be_bytes());
-        assert!(f.next().is_err());
+        assert!(f.next_frame().is_err());
         assert!(connect_response(&[0, 0, 0]).is_err());
         assert!(reply(&[0; 15]).is_err());
         // A buffer longer than what is there, a child count far beyond the bytes.

@@ -578,7 +578,7 @@ impl Session {
 fn read_frame(conn: &mut Conn, timeout: Duration) -> Result<Vec<u8>, String> {
     let mut buf = [0u8; 4096];
     loop {
-        if let Some(f) = conn.frames.next().map_err(|e| e.to_string())? {
+        if let Some(f) = conn.frames.next_frame().map_err(|e| e.to_string())? {
             return Ok(f);
         }
         match conn.stream.read(&mut buf) {

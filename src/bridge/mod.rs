@@ -1,0 +1,676 @@
+//! The worker: the one thread that owns what should be registered.
+//!
+//! It receives [`Msg`]s in the order the event reader saw them, so the events of one container
+//! are applied in the engine's order. For each it inspects the container, turns it into
+//! services ([`service::services`]) and hands each change to its [`Outbox`], which delivers it
+//! to the registry or keeps it while the registry fails. Docker health is mirrored to registry
+//! checks by its [`health::Mirror`].
+//!
+//! Time is an argument: [`Bridge::handle`] and [`Bridge::tick`] take the current instant and
+//! [`Bridge::next_due`] says when the next timer (`-resync`, `-ttl-refresh`, a retry, a health
+//! report) is due; [`Bridge::run`] is the loop that reads the clock and the channel.
+//!
+//! Two words for two kinds of waiting: a container's services are *withheld* while it is
+//! paused or not healthy (under `-require-healthy`); a change is *queued* in the outbox while
+//! the registry is unreachable.
+
+pub mod health;
+pub mod outbox;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use self::health::{docker_check, Mirror};
+use self::outbox::{Delivery, Op, Outbox};
+use crate::backend::{Backend, Health};
+use crate::cli::Deregister;
+use crate::docker::container::{id12, Container};
+use crate::docker::events::{Action, Event};
+use crate::docker::{self, Client};
+use crate::service::{self, Service, Settings};
+
+/// What the worker asks of the engine; [`Client`] in the daemon, a table in the tests.
+pub trait Engine: Send {
+    /// IDs of the running containers.
+    fn running(&mut self) -> Result<Vec<String>, docker::Error>;
+    /// A container by ID or name; `None` when the engine does not know it.
+    fn inspect(&mut self, id: &str) -> Result<Option<Container>, docker::Error>;
+    /// Asks now for an inspect that follows soon, so that the engine works on it meanwhile.
+    fn inspect_ahead(&mut self, _id: &str) {}
+}
+
+impl Engine for Client {
+    fn running(&mut self) -> Result<Vec<String>, docker::Error> {
+        Client::running(self)
+    }
+    fn inspect(&mut self, id: &str) -> Result<Option<Container>, docker::Error> {
+        Client::inspect(self, id)
+    }
+    fn inspect_ahead(&mut self, id: &str) {
+        Client::inspect_ahead(self, id)
+    }
+}
+
+pub enum Msg {
+    /// A container event, in stream order.
+    Event(Event),
+    /// (Re)connected to the engine: reconcile with a full sync.
+    Sync,
+    /// The registry lost what this daemon registered (a new ZooKeeper session): register
+    /// everything again.
+    RegistryLost,
+    Shutdown,
+}
+
+/// What the command line asks of the worker.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub deregister: Deregister,
+    /// `-resync`.
+    pub resync: Option<Duration>,
+    /// `-ttl-refresh`, when `-ttl` is set.
+    pub refresh: Option<Duration>,
+    /// `-cleanup`.
+    pub cleanup: bool,
+    /// `-require-healthy`.
+    pub require_healthy: bool,
+    /// `-deregister-on-shutdown`.
+    pub deregister_on_shutdown: bool,
+}
+
+/// Why a container is registered (again): what is logged, and whether services registered
+/// before unchanged are sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// A `start` or `unpause`: news is logged; unchanged services are not sent again.
+    Event,
+    /// A health event: as [`Pass::Event`], quietly (Podman sends one per check run).
+    Health,
+    /// The sync after (re)connecting to the engine: every service is sent again.
+    Sync,
+    /// A `-resync` timer, or the sync after an outage: every service is sent again, quietly.
+    Resync,
+}
+
+impl Pass {
+    /// Lines that would repeat every time stay at debug level.
+    fn quiet(self) -> bool {
+        matches!(self, Pass::Health | Pass::Resync)
+    }
+    /// Services registered before unchanged are registered again (the registry may have
+    /// lost them).
+    fn resend(self) -> bool {
+        matches!(self, Pass::Sync | Pass::Resync)
+    }
+}
+
+pub struct Bridge {
+    docker: Box<dyn Engine>,
+    backend: Box<dyn Backend>,
+    settings: Settings,
+    opts: Options,
+    /// Container ID -> the services wanted in the registry for it (registered, or pending).
+    registered: HashMap<String, Vec<Service>>,
+    /// Container ID -> why its services are withheld (paused, not healthy), so that the line
+    /// is logged when that changes, not on every health event (Podman sends one per check).
+    withheld: HashMap<String, String>,
+    health: Mirror,
+    outbox: Outbox,
+    /// `-cleanup` could not run at the last sync (registry down, listing or inspect failed):
+    /// it runs at the next sync, or when the registry is back.
+    cleanup_due: bool,
+    /// The `-resync` and `-ttl-refresh` timers: they start with the first message.
+    next_resync: Option<Instant>,
+    next_refresh: Option<Instant>,
+    started: bool,
+}
+
+impl Bridge {
+    pub fn new(
+        docker: Box<dyn Engine>,
+        backend: Box<dyn Backend>,
+        settings: Settings,
+        opts: Options,
+    ) -> Bridge {
+        Bridge {
+            docker,
+            backend,
+            settings,
+            opts,
+            registered: HashMap::new(),
+            withheld: HashMap::new(),
+            health: Mirror::default(),
+            outbox: Outbox::default(),
+            cleanup_due: false,
+            next_resync: None,
+            next_refresh: None,
+            started: false,
+        }
+    }
+
+    /// Runs until `Shutdown` or until every sender is gone: waits for a message or for the
+    /// next timer, whichever comes first. With no timer due the thread sleeps in `recv`.
+    pub fn run(mut self, rx: Receiver<Msg>) {
+        loop {
+            let now = Instant::now();
+            self.tick(now);
+            let msg = match self.next_due() {
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => Msg::Shutdown,
+                },
+                None => rx.recv().unwrap_or(Msg::Shutdown),
+            };
+            if !self.handle(msg, Instant::now()) {
+                break;
+            }
+        }
+        self.backend.close();
+    }
+
+    /// When the next timer is due, if any: `-resync`, `-ttl-refresh`, a health report, a
+    /// retry, a ping during an outage, a flush.
+    pub fn next_due(&self) -> Option<Instant> {
+        [
+            self.next_resync,
+            self.next_refresh,
+            self.health.next_due(),
+            self.outbox.next_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs every timer that is due at `now`.
+    pub fn tick(&mut self, now: Instant) {
+        let due = |at: Option<Instant>| at.is_some_and(|at| now >= at);
+        if due(self.next_resync) {
+            log::debug!("resync");
+            self.sync(Pass::Resync, now);
+            self.flush(now);
+            self.next_resync = self.opts.resync.and_then(|d| now.checked_add(d));
+        }
+        if due(self.next_refresh) {
+            self.refresh(now);
+            self.next_refresh = self.opts.refresh.and_then(|d| now.checked_add(d));
+        }
+        if due(self.health.next_due()) {
+            let (be, outbox) = (self.backend.as_mut(), &mut self.outbox);
+            self.health.report_all(&self.registered, be, outbox, now);
+        }
+        if due(self.outbox.next_due()) {
+            self.retry(now);
+            self.flush(now);
+        }
+    }
+
+    /// Applies one message at `now` and flushes the backend; false after `Shutdown`.
+    pub fn handle(&mut self, msg: Msg, now: Instant) -> bool {
+        if !self.started {
+            self.started = true;
+            self.next_resync = self.opts.resync.and_then(|d| now.checked_add(d));
+            self.next_refresh = self.opts.refresh.and_then(|d| now.checked_add(d));
+        }
+        match msg {
+            Msg::Event(ev) => self.event(ev, now),
+            Msg::Sync => self.sync(Pass::Sync, now),
+            Msg::RegistryLost => self.registry_lost(now),
+            Msg::Shutdown => {
+                self.shutdown(now);
+                return false;
+            }
+        }
+        self.flush(now);
+        true
+    }
+
+    fn flush(&mut self, now: Instant) {
+        self.outbox.flush(self.backend.as_mut(), now);
+    }
+
+    /// Sends one change through the outbox; a registration the registry took gets its health.
+    fn send(&mut self, op: Op, now: Instant) {
+        let registered = match &op {
+            Op::Register { service, .. } => Some(service.clone()),
+            Op::Deregister(_) => None,
+        };
+        let be = self.backend.as_mut();
+        if self.outbox.send(be, op, now) == Delivery::Made {
+            if let Some(s) = registered {
+                self.health.registered(be, &mut self.outbox, &s, now);
+            }
+        }
+    }
+
+    /// `-ttl-refresh`: keeps what is registered from expiring (not while the registry is
+    /// known to be down: the retry after it comes back registers everything again).
+    fn refresh(&mut self, now: Instant) {
+        if self.outbox.is_down() {
+            return;
+        }
+        if let Err(e) = self.backend.refresh() {
+            log::error!("{e}");
+            self.outbox.probe(self.backend.as_mut(), now);
+        }
+    }
+
+    /// Pings a registry in an outage; once it answers, registers everything wanted again (it
+    /// may have restarted without its data) and makes the queued changes. Then tries the due
+    /// failed changes.
+    fn retry(&mut self, now: Instant) {
+        if let Some(back) = self.outbox.reconnect(self.backend.as_mut(), now) {
+            let wanted = self.registered.values().flatten().cloned();
+            let again = self
+                .outbox
+                .register_again(self.backend.as_mut(), wanted, now);
+            log::info!(
+                "registry reachable again after {:?}; making {} pending changes and registering {again} services again",
+                Duration::from_millis(back.after.as_millis() as u64),
+                back.queued,
+            );
+            if self.cleanup_due {
+                // Settled by a full sync, which runs the cleanup it missed.
+                self.sync(Pass::Resync, now);
+            }
+        }
+        let be = self.backend.as_mut();
+        for s in self.outbox.retry(be, now) {
+            self.health.registered(be, &mut self.outbox, &s, now);
+        }
+    }
+
+    /// A new registry session without our entries: everything wanted is registered again.
+    fn registry_lost(&mut self, now: Instant) {
+        let wanted = self.registered.values().flatten().cloned();
+        let again = self
+            .outbox
+            .register_again(self.backend.as_mut(), wanted, now);
+        log::info!("the registry lost this daemon's services; registering {again} again");
+        self.retry(now);
+    }
+
+    fn event(&mut self, ev: Event, now: Instant) {
+        log::debug!("event: {:?} {}", ev.action, id12(&ev.id));
+        match ev.action {
+            Action::Start | Action::Unpause => self.add(&ev.id, Pass::Event, now),
+            Action::Die => self.died(&ev.id, ev.exit_code, now),
+            Action::Destroy => self.remove(&ev.id, now),
+            Action::Pause => {
+                if self.registered.contains_key(&ev.id) {
+                    log::info!("paused: {}; deregistering until unpaused", id12(&ev.id));
+                    self.remove(&ev.id, now);
+                }
+            }
+            // Inspect says what the health is now (events may be late): registered or not
+            // under -require-healthy, and reported to a check that mirrors it.
+            Action::Health(_) => {
+                if self.opts.require_healthy || self.health.contains(&ev.id) {
+                    self.add(&ev.id, Pass::Health, now);
+                }
+            }
+            Action::Other(_) => {}
+        }
+    }
+
+    /// Inspects a container and registers its services (again), dropping any it no longer has.
+    fn add(&mut self, id: &str, pass: Pass, now: Instant) {
+        let c = match self.docker.inspect(id) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                log::debug!("{}: gone before it could be inspected", id12(id));
+                self.remove(id, now);
+                return;
+            }
+            Err(e) => {
+                log::error!("docker: inspect {}: {e}", id12(id));
+                return;
+            }
+        };
+        if !c.state.running {
+            // A replayed `start` of a container that has stopped since: its `die` follows.
+            log::debug!("{}: not running", id12(id));
+            return;
+        }
+        self.register(&c, pass, now);
+    }
+
+    /// Why a running container's services are withheld now, if they are.
+    fn withheld_because(&self, c: &Container) -> Option<String> {
+        if c.state.paused {
+            return Some("paused".into());
+        }
+        match c.state.health() {
+            Some(h) if self.opts.require_healthy && h != Health::Healthy => {
+                Some(format!("not healthy ({}; -require-healthy)", h.name()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The services a running container should have now (none while withheld).
+    fn wanted(&mut self, c: &Container, pass: Pass) -> Vec<Service> {
+        if let Some(why) = self.withheld_because(c) {
+            let line = format!("{} {why}", id12(&c.id));
+            if self.withheld.get(&c.id) == Some(&why) {
+                log::debug!("ignored: {line}");
+            } else {
+                log::info!("ignored: {line}");
+                self.withheld.insert(c.id.clone(), why);
+            }
+            return Vec::new();
+        }
+        self.withheld.remove(&c.id);
+        let peer_ip = self.peer_ip(c);
+        let (mut services, ignored) = service::services(c, &self.settings, peer_ip.as_deref());
+        for reason in ignored {
+            if pass.quiet() {
+                log::debug!("ignored: {reason}");
+            } else {
+                log::info!("ignored: {reason}");
+            }
+        }
+        // Only a registry with checks gets Docker's health (and only then the report timer).
+        if self.backend.has_checks() {
+            for s in services.iter_mut().filter(|s| docker_check(s)) {
+                if c.state.health().is_none() {
+                    if !pass.quiet() {
+                        log::warn!(
+                            "{}: {}: SERVICE_CHECK_DOCKER is set but the container has no HEALTHCHECK; no check added",
+                            id12(&c.id),
+                            s.id
+                        );
+                    }
+                    s.attrs.remove("check_docker");
+                }
+            }
+        }
+        services
+    }
+
+    fn register(&mut self, c: &Container, pass: Pass, now: Instant) {
+        let services = self.wanted(c, pass);
+        let id = c.id.as_str();
+        let health = c.state.health();
+        let mirrors = self.backend.has_checks();
+        let mirrored = health.filter(|_| mirrors && services.iter().any(docker_check));
+        let before = self.health.set(id, mirrored, now);
+        let old = self.registered.remove(id).unwrap_or_default();
+        let dropped: Vec<Service> = old
+            .iter()
+            .filter(|o| !services.iter().any(|n| n.id == o.id))
+            .cloned()
+            .collect();
+        self.deregister(id, &dropped, now);
+        for s in &services {
+            let known = old.contains(s);
+            if known && !pass.resend() && !self.outbox.is_pending(&self.backend.key(s)) {
+                // Registered already; only a changed health is news for its check.
+                if let Some(h) = mirrored.filter(|&h| docker_check(s) && before != Some(h)) {
+                    let be = self.backend.as_mut();
+                    self.health.report(be, &mut self.outbox, s, h, now);
+                }
+                continue;
+            }
+            let op = Op::Register {
+                service: s.clone(),
+                known,
+            };
+            self.send(op, now);
+        }
+        if !services.is_empty() {
+            self.registered.insert(id.to_string(), services);
+        }
+    }
+
+    /// The IP of the container a `container:<x>` network mode points at.
+    fn peer_ip(&mut self, c: &Container) -> Option<String> {
+        let peer = c.host_config.network_mode.strip_prefix("container:")?;
+        match self.docker.inspect(peer) {
+            Ok(Some(p)) => p.ip(None).map(str::to_string),
+            Ok(None) => {
+                log::warn!("{}: network container {peer} not found", id12(&c.id));
+                None
+            }
+            Err(e) => {
+                log::warn!("docker: inspect network container {peer}: {e}");
+                None
+            }
+        }
+    }
+
+    /// A container stopped with `exit_code`: deregister, unless `-deregister on-success` and it
+    /// failed (1..=127), which keeps its services until it is gone.
+    fn died(&mut self, id: &str, exit_code: Option<i64>, now: Instant) {
+        self.withheld.remove(id);
+        if !self.registered.contains_key(id) {
+            return;
+        }
+        if let Some(code) = exit_code.filter(|&c| self.keeps(c)) {
+            log::info!(
+                "kept: {} exited with code {code} (-deregister on-success)",
+                id12(id)
+            );
+            return;
+        }
+        // A replayed `die` of a container that has been started again since: its `start`
+        // follows in the stream, so removing now would only make the service flap.
+        if let Ok(Some(c)) = self.docker.inspect(id) {
+            if c.state.running {
+                log::debug!("{}: running again; stale die ignored", id12(id));
+                return;
+            }
+        }
+        self.remove(id, now);
+    }
+
+    /// `-deregister on-success` keeps the services of a container that failed (1..=127).
+    fn keeps(&self, exit_code: i64) -> bool {
+        self.opts.deregister == Deregister::OnSuccess && (1..=127).contains(&exit_code)
+    }
+
+    fn remove(&mut self, id: &str, now: Instant) {
+        self.health.forget(id);
+        self.withheld.remove(id);
+        if let Some(services) = self.registered.remove(id) {
+            self.deregister(id, &services, now);
+        }
+    }
+
+    /// Deregisters services container `id` no longer has, except IDs another known container
+    /// holds now (a recreated container with the same name, a shared `SERVICE_ID`).
+    fn deregister(&mut self, id: &str, services: &[Service], now: Instant) {
+        for s in services {
+            let key = self.backend.key(s);
+            let taken = self.registered.iter().any(|(other, list)| {
+                other != id && list.iter().any(|o| self.backend.key(o) == key)
+            });
+            if taken {
+                log::debug!(
+                    "{}: {} now belongs to another container; left in place",
+                    id12(id),
+                    s.id
+                );
+                continue;
+            }
+            self.send(Op::Deregister(s.clone()), now);
+        }
+    }
+
+    /// Registers every running container again and settles the ones known here that are not
+    /// running any more (as their `die` would have). With `-cleanup`, then removes this host's
+    /// services of containers that do not run.
+    fn sync(&mut self, pass: Pass, now: Instant) {
+        let running = match self.docker.running() {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("docker: list containers: {e}");
+                return;
+            }
+        };
+        log::debug!("sync: {} running containers", running.len());
+        let mut names = HashSet::new();
+        let mut complete = true;
+        for (i, id) in running.iter().enumerate() {
+            let inspected = self.docker.inspect(id);
+            // The engine inspects the next one while the registry takes this one.
+            if let Some(next) = running.get(i + 1) {
+                self.docker.inspect_ahead(next);
+            }
+            match inspected {
+                Ok(Some(c)) => {
+                    if c.state.running {
+                        if self.withheld_because(&c).is_none() {
+                            names.insert(c.short_name().to_string());
+                        }
+                        self.register(&c, pass, now);
+                    }
+                }
+                Ok(None) => self.remove(id, now),
+                Err(e) => {
+                    log::error!("docker: inspect {}: {e}", id12(id));
+                    complete = false;
+                }
+            }
+        }
+        let stale: Vec<String> = self
+            .registered
+            .keys()
+            .filter(|id| !running.contains(id))
+            .cloned()
+            .collect();
+        for id in stale {
+            match self.docker.inspect(&id) {
+                Ok(None) => self.remove(&id, now),
+                Ok(Some(c)) if c.state.running => {
+                    if self.withheld_because(&c).is_none() {
+                        names.insert(c.short_name().to_string());
+                    }
+                    self.register(&c, pass, now)
+                }
+                // Not running: settled as its `die` would have been (quietly: it repeats).
+                Ok(Some(c)) if self.keeps(c.state.exit_code) => {}
+                Ok(Some(_)) => self.remove(&id, now),
+                Err(e) => {
+                    log::error!("docker: inspect {}: {e}", id12(&id));
+                    complete = false;
+                }
+            }
+        }
+        if self.opts.cleanup {
+            if complete {
+                self.cleanup(&names, now);
+            } else {
+                self.cleanup_due = true;
+                log::warn!(
+                    "cleanup deferred to the next sync: not every container could be inspected"
+                );
+            }
+        }
+    }
+
+    /// `-cleanup`: removes services in the registry with this host's default ID
+    /// (`<hostname>:<container>:<port>[:udp]`) whose container is not running (or is withheld:
+    /// paused, or not healthy under `-require-healthy`), except those `-deregister on-success`
+    /// keeps. Custom IDs and other hosts' services are never touched.
+    fn cleanup(&mut self, running: &HashSet<String>, now: Instant) {
+        self.cleanup_due = true;
+        if self.outbox.is_down() {
+            log::info!("cleanup deferred until the registry is back");
+            return;
+        }
+        let listed = match self.backend.list() {
+            Ok(l) => l,
+            Err(e) => {
+                log::warn!("cleanup deferred: {e}");
+                self.outbox.probe(self.backend.as_mut(), now);
+                return;
+            }
+        };
+        self.cleanup_due = false;
+        let wanted: HashSet<String> = self
+            .registered
+            .values()
+            .flatten()
+            .map(|s| self.backend.key(s))
+            .collect();
+        let stale: Vec<(Service, String)> = listed
+            .into_iter()
+            .filter(|s| {
+                let key = self.backend.key(s);
+                !wanted.contains(&key) && !self.outbox.is_pending(&key)
+            })
+            .filter_map(|s| {
+                let name = own_container(&s.id, &self.settings.hostname)?.to_string();
+                (!running.contains(&name)).then_some((s, name))
+            })
+            .collect();
+        for (s, name) in stale {
+            if self.opts.deregister == Deregister::OnSuccess {
+                if let Ok(Some(c)) = self.docker.inspect(&name) {
+                    if !c.state.running && self.keeps(c.state.exit_code) {
+                        continue;
+                    }
+                }
+            }
+            log::info!("cleanup: {} (container {name} is not running)", s.id);
+            self.send(Op::Deregister(s), now);
+        }
+    }
+
+    /// SIGTERM/SIGINT. Registrations stay (the containers still run) unless
+    /// `-deregister-on-shutdown`: then every service this daemon registered is removed, one
+    /// try each (none while the registry is known to be down).
+    fn shutdown(&mut self, now: Instant) {
+        if self.opts.deregister_on_shutdown && self.outbox.is_down() {
+            log::warn!(
+                "shutdown: the registry is unreachable; {} services could not be removed",
+                self.registered.values().map(Vec::len).sum::<usize>()
+            );
+        } else if self.opts.deregister_on_shutdown {
+            let mut all: Vec<Service> = self.registered.drain().flat_map(|(_, l)| l).collect();
+            all.extend(self.outbox.take_deregistrations());
+            let mut failed = 0;
+            for s in all {
+                if let Err(e) = self.outbox.deregister_once(self.backend.as_mut(), s) {
+                    failed += 1;
+                    log::error!("deregister failed: {e}");
+                }
+            }
+            if failed > 0 {
+                log::warn!("shutdown: {failed} services could not be removed");
+            }
+        } else if !self.outbox.is_empty() {
+            log::warn!(
+                "shutdown: {} registry changes not made (registry unreachable); -cleanup or a resync at the next start settles them",
+                self.outbox.len()
+            );
+        }
+        self.flush(now);
+    }
+}
+
+/// The container name in a default service ID of this host: `<hostname>:<name>:<port>` or
+/// `<hostname>:<name>:<port>:udp`, with a name as Docker allows them.
+fn own_container<'a>(id: &'a str, hostname: &str) -> Option<&'a str> {
+    let rest = id.strip_prefix(hostname)?.strip_prefix(':')?;
+    let mut parts = rest.split(':');
+    let (name, port) = (parts.next()?, parts.next()?);
+    match (parts.next(), parts.next()) {
+        (None, _) | (Some("udp"), None) => {}
+        _ => return None,
+    }
+    let name_ok = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    let port_ok = !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
+    (name_ok && port_ok).then_some(name)
+}

@@ -1,0 +1,406 @@
+//! Delivery to a registry that may be failing: the worker's only retry queue.
+//!
+//! The worker decides what should be in the registry and hands each change to the [`Outbox`].
+//! The outbox makes it now, or keeps it: a call the registry refused is tried again with capped
+//! backoff, and while the registry does not answer at all (an *outage*, found by a ping after a
+//! failure) every change is *queued* until a ping succeeds. It keeps one change per registry
+//! entry, the latest wanted, so its size is bounded by the number of services.
+//!
+//! It owns no backend and reads no clock: both are arguments, and every call returns what
+//! happened, so it never calls back into the worker.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::backend::Backend;
+use crate::backoff::Backoff;
+use crate::docker::container::id12;
+use crate::service::Service;
+
+/// First pause before a failed registry call is tried again; it doubles per failure.
+pub const RETRY_MIN: Duration = Duration::from_millis(250);
+/// Longest pause between two tries of one failed call (a registry that refuses one service).
+pub const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Longest pause between two pings of a registry that is unreachable: how late at most the
+/// daemon notices that it is back.
+pub const OUTAGE_PING_MAX: Duration = Duration::from_secs(5);
+
+/// One change to the registry.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// `known`: registered before with the same content (logged at debug only).
+    Register {
+        service: Service,
+        known: bool,
+    },
+    Deregister(Service),
+}
+
+impl Op {
+    /// The same change (whatever was logged about it).
+    fn same(&self, other: &Op) -> bool {
+        match (self, other) {
+            (Op::Register { service: a, .. }, Op::Register { service: b, .. }) => a == b,
+            (Op::Deregister(a), Op::Deregister(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    pub fn service(&self) -> &Service {
+        match self {
+            Op::Register { service, .. } | Op::Deregister(service) => service,
+        }
+    }
+}
+
+/// What became of a change handed to [`Outbox::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The registry has it now.
+    Made,
+    /// It failed: kept, and tried again with backoff.
+    Failed,
+    /// The registry is unreachable: queued until it is back.
+    Queued,
+    /// The same change is already waiting: nothing sent, its backoff kept.
+    Waiting,
+    /// A deregistration of a registration that never reached the registry: nothing to undo.
+    Dropped,
+}
+
+/// The registry answers again after an outage ([`Outbox::reconnect`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Recovered {
+    /// How long it was unreachable.
+    pub after: Duration,
+    /// Changes queued meanwhile, made from now on.
+    pub queued: usize,
+}
+
+/// A failed change: the latest wanted state of one registry entry, tried again at `due`.
+#[derive(Debug)]
+struct Pending {
+    op: Op,
+    /// Failed tries so far.
+    tries: u32,
+    backoff: Backoff,
+    due: Instant,
+}
+
+impl Pending {
+    fn new(op: Op, due: Instant) -> Pending {
+        Pending {
+            op,
+            tries: 0,
+            backoff: Backoff::new(RETRY_MIN, RETRY_MAX),
+            due,
+        }
+    }
+}
+
+/// Something tried again on a schedule (a ping during an outage, a flush).
+#[derive(Debug)]
+struct Retry {
+    backoff: Backoff,
+    due: Instant,
+}
+
+impl Retry {
+    fn start(now: Instant, max: Duration) -> Retry {
+        let mut backoff = Backoff::new(RETRY_MIN, max);
+        let due = now + backoff.pause();
+        Retry { backoff, due }
+    }
+    fn again(&mut self, now: Instant) {
+        self.due = now + self.backoff.pause();
+    }
+}
+
+#[derive(Debug)]
+struct Outage {
+    since: Instant,
+    ping: Retry,
+}
+
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Registry entry ([`Backend::key`]) -> the change still to make, in the order the entries
+    /// were first kept. A plain list searched linearly: it is empty but during failures and
+    /// holds at most one entry per service then, and a map type of its own would cost the
+    /// binary more than the searches cost the CPU.
+    pending: Vec<(String, Pending)>,
+    /// Registry entries registered (or tried: a timeout may come after the write) and not
+    /// removed since: what a deregistration must reach.
+    in_registry: HashSet<String>,
+    outage: Option<Outage>,
+    /// The backend's last flush failed (the file could not be written): tried again.
+    unflushed: Option<Retry>,
+}
+
+impl Outbox {
+    /// The registry is known to be unreachable.
+    pub fn is_down(&self) -> bool {
+        self.outage.is_some()
+    }
+
+    /// A change to this registry entry is waiting.
+    pub fn is_pending(&self, key: &str) -> bool {
+        self.position(key).is_some()
+    }
+
+    /// How many changes wait.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// When something is due next: a ping during an outage, a retry, a flush.
+    pub fn next_due(&self) -> Option<Instant> {
+        let flush = self.unflushed.as_ref().map(|r| r.due);
+        let calls = match &self.outage {
+            Some(o) => Some(o.ping.due),
+            None => self.pending.iter().map(|(_, p)| p.due).min(),
+        };
+        [flush, calls].into_iter().flatten().min()
+    }
+
+    /// The registry entries with a change waiting, in order.
+    #[cfg(test)]
+    pub fn keys(&self) -> Vec<&str> {
+        self.pending.iter().map(|(k, _)| k.as_str()).collect()
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        self.pending.iter().position(|(k, _)| k == key)
+    }
+
+    fn take(&mut self, key: &str) -> Option<Pending> {
+        self.position(key).map(|i| self.pending.remove(i).1)
+    }
+
+    /// Replaces any entry for `key`; a new one goes last.
+    fn keep(&mut self, key: String, p: Pending) {
+        match self.position(&key) {
+            Some(i) => self.pending[i].1 = p,
+            None => self.pending.push((key, p)),
+        }
+    }
+
+    /// Makes one change now, or queues it while the registry is unreachable. It replaces any
+    /// change still waiting for the same registry entry: only the latest wanted state is kept,
+    /// and a queued registration that never reached the registry and is no longer wanted goes
+    /// without a trace. The same change again (a resync, a health event) keeps the waiting
+    /// one's backoff.
+    pub fn send(&mut self, be: &mut dyn Backend, op: Op, now: Instant) -> Delivery {
+        let key = be.key(op.service());
+        if let Some(i) = self.position(&key) {
+            if self.pending[i].1.op.same(&op) {
+                return Delivery::Waiting;
+            }
+        }
+        let before = self.take(&key);
+        if matches!(op, Op::Deregister(_))
+            && matches!(&before, Some(p) if matches!(p.op, Op::Register { .. }))
+            && !self.in_registry.contains(&key)
+        {
+            log::debug!("dropped: {} (never reached the registry)", op.service().id);
+            return Delivery::Dropped;
+        }
+        if self.is_down() {
+            log::debug!("queued until the registry is back: {}", op.service().id);
+            self.keep(key, Pending::new(op, now));
+            return Delivery::Queued;
+        }
+        self.attempt(be, key, Pending::new(op, now), now)
+    }
+
+    /// One try of a change; a failure is kept with its backoff, and a ping tells whether the
+    /// registry is down as a whole (then everything waits for it).
+    fn attempt(&mut self, be: &mut dyn Backend, key: String, p: Pending, now: Instant) -> Delivery {
+        let (result, verb) = match &p.op {
+            Op::Register { service, .. } => {
+                self.in_registry.insert(key.clone());
+                (be.register(service), "register")
+            }
+            Op::Deregister(service) => (be.deregister(service), "deregister"),
+        };
+        match result {
+            Ok(()) => {
+                if let Op::Deregister(_) = p.op {
+                    self.in_registry.remove(&key);
+                }
+                delivered(&p.op, p.tries);
+                Delivery::Made
+            }
+            Err(e) => {
+                let mut p = p;
+                p.tries += 1;
+                let delay = p.backoff.pause();
+                p.due = now + delay;
+                let tries = p.tries;
+                // Every failure of a call that keeps failing would be noise: 1st, 2nd, 4th, ...
+                if tries.is_power_of_two() {
+                    log::error!("{verb} failed: {e} (try {tries}; next in {delay:?})");
+                } else {
+                    log::debug!("{verb} failed: {e} (try {tries}; next in {delay:?})");
+                }
+                self.keep(key, p);
+                self.probe(be, now);
+                Delivery::Failed
+            }
+        }
+    }
+
+    /// After a failure: is the registry there at all? If not, an outage begins.
+    pub fn probe(&mut self, be: &mut dyn Backend, now: Instant) {
+        if self.is_down() {
+            return;
+        }
+        if let Err(e) = be.ping() {
+            log::warn!(
+                "registry unreachable ({e}); holding changes and retrying with backoff up to {OUTAGE_PING_MAX:?}"
+            );
+            self.outage = Some(Outage {
+                since: now,
+                ping: Retry::start(now, OUTAGE_PING_MAX),
+            });
+        }
+    }
+
+    /// During an outage, when its ping is due: pings. `Some` when the registry answers again;
+    /// the worker then registers everything again ([`Outbox::register_again`]), as the
+    /// registry may have restarted without its data.
+    pub fn reconnect(&mut self, be: &mut dyn Backend, now: Instant) -> Option<Recovered> {
+        let o = self.outage.as_mut()?;
+        if now < o.ping.due {
+            return None;
+        }
+        if let Err(e) = be.ping() {
+            log::debug!("registry still unreachable: {e}");
+            o.ping.again(now);
+            return None;
+        }
+        let after = now.saturating_duration_since(o.since);
+        self.outage = None;
+        Some(Recovered {
+            after,
+            queued: self.pending.len(),
+        })
+    }
+
+    /// Queues a registration of each service that has no change waiting, due now; returns how
+    /// many. For a registry that came back, or lost what it held.
+    pub fn register_again(
+        &mut self,
+        be: &mut dyn Backend,
+        services: impl IntoIterator<Item = Service>,
+        now: Instant,
+    ) -> usize {
+        let mut n = 0;
+        for service in services {
+            let key = be.key(&service);
+            if !self.is_pending(&key) {
+                n += 1;
+                let op = Op::Register {
+                    service,
+                    known: true,
+                };
+                self.keep(key, Pending::new(op, now));
+            }
+        }
+        n
+    }
+
+    /// Tries the changes that are due, in the order they were kept (one entry per service: no
+    /// order between them matters); nothing during an outage. Returns the services registered.
+    pub fn retry(&mut self, be: &mut dyn Backend, now: Instant) -> Vec<Service> {
+        let mut registered = Vec::new();
+        if self.is_down() {
+            return registered;
+        }
+        let due: Vec<String> = (self.pending.iter())
+            .filter(|(_, p)| p.due <= now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in due {
+            if self.is_down() {
+                // Down again: the rest waits for it.
+                break;
+            }
+            if let Some(p) = self.take(&key) {
+                let service = match &p.op {
+                    Op::Register { service, .. } => Some(service.clone()),
+                    Op::Deregister(_) => None,
+                };
+                if self.attempt(be, key, p, now) == Delivery::Made {
+                    registered.extend(service);
+                }
+            }
+        }
+        registered
+    }
+
+    /// Writes what the backend batches (the file backend's whole view); a failure is tried
+    /// again with backoff.
+    pub fn flush(&mut self, be: &mut dyn Backend, now: Instant) {
+        match be.flush() {
+            Ok(()) => {
+                if self.unflushed.take().is_some() {
+                    log::info!("registry written again");
+                }
+            }
+            Err(e) => match &mut self.unflushed {
+                Some(r) => {
+                    log::debug!("{e}");
+                    r.again(now);
+                }
+                None => {
+                    log::error!("{e}; trying again with backoff");
+                    self.unflushed = Some(Retry::start(now, OUTAGE_PING_MAX));
+                }
+            },
+        }
+    }
+
+    /// At shutdown: the deregistrations still waiting, taken out; the rest is dropped.
+    pub fn take_deregistrations(&mut self) -> Vec<Service> {
+        std::mem::take(&mut self.pending)
+            .into_iter()
+            .filter_map(|(_, p)| match p.op {
+                Op::Deregister(s) => Some(s),
+                Op::Register { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Makes a deregistration now, once, without keeping it on failure (shutdown).
+    pub fn deregister_once(&mut self, be: &mut dyn Backend, s: Service) -> Result<(), String> {
+        match be.deregister(&s) {
+            Ok(()) => {
+                self.in_registry.remove(&be.key(&s));
+                delivered(&Op::Deregister(s), 0);
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The log line of a change the registry took.
+fn delivered(op: &Op, tries: u32) {
+    let s = op.service();
+    let c = if s.container_id.is_empty() {
+        "-"
+    } else {
+        id12(&s.container_id)
+    };
+    let again = if tries > 0 { " (after a retry)" } else { "" };
+    match op {
+        Op::Register { known: true, .. } if tries == 0 => log::debug!("refreshed: {c} {}", s.id),
+        Op::Register { .. } => log::info!("added: {c} {}{again}", s.id),
+        Op::Deregister(_) => log::info!("removed: {c} {}{again}", s.id),
+    }
+}

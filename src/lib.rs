@@ -1,0 +1,80 @@
+//! registrator: registers the published ports of running Docker containers as services in a
+//! registry, and deregisters them when the containers stop. A drop-in for
+//! gliderlabs/registrator (same flags, `SERVICE_*` metadata and registry URIs).
+//!
+//! The binary (`src/main.rs`) parses the command line and calls [`daemon::run`]; everything
+//! else is this library, which the benchmark, the registry tests and the fuzz targets use too.
+//!
+//! # Threads, one per concern
+//!
+//! ```text
+//!   events thread ──Msg::Event / Msg::Sync──┐
+//!   (watcher, docker::EventStream)          ├──> mpsc ──> worker thread (bridge::Bridge)
+//!   main thread ──Msg::Shutdown─────────────┤             owns docker::Client, the backend,
+//!   zookeeper session ──Msg::RegistryLost───┘             what should be registered, and
+//!        ^                                                its outbox of pending changes
+//!        └── mpsc <── signals thread (SIGTERM, SIGINT)
+//! ```
+//!
+//! - **events** ([`watcher`]): holds the `/events` subscription, reconnects with backoff when
+//!   the engine goes away, replays missed events with `since=`, and asks for a full sync after
+//!   every (re)connect. Blocks in `read`; no timers.
+//! - **worker** ([`bridge`]): applies messages strictly in arrival order, so one container's
+//!   events are handled in the engine's order. Inspects containers over its own kept-alive
+//!   connection, turns them into services with the pure [`service::services`], and hands each
+//!   change to its outbox ([`bridge::outbox`]), the only retry queue, which calls the
+//!   [`backend::Backend`]. Timers (`-resync`, `-ttl-refresh`, retries, health reports) are
+//!   deadlines in its `recv_timeout`; the current time is an argument of everything below it.
+//! - **zookeeper** ([`backend::zookeeper`], that backend only): the one owner of the ZooKeeper
+//!   connection. It answers the worker's requests, pings the session, and reconnects on a
+//!   helper thread of its own, so a reconnect never blocks the worker (whose calls fail at once
+//!   meanwhile and are retried by the outbox). A new session tells the worker to register
+//!   everything again.
+//! - **signals**: turns SIGTERM/SIGINT into a message to main.
+//! - **main** ([`daemon`]): pings the registry (with `-retry-*`, its pauses cut short by a
+//!   signal), starts the worker and events threads, then waits for a signal, tells the worker
+//!   to stop and exits 0 within a second.
+//!
+//! # Where things live
+//!
+//! | concern | file |
+//! |---|---|
+//! | command line, `-help` text | [`cli`] |
+//! | thread wiring, start-up ping, shutdown | [`daemon`] |
+//! | the worker: containers, events, sync, `-cleanup`, shutdown | [`bridge`] (`bridge/mod.rs`) |
+//! | delivery: pending changes, backoff, outages | [`bridge::outbox`] |
+//! | Docker health mirrored to registry checks | [`bridge::health`] |
+//! | the event reader and its reconnects | [`watcher`] |
+//! | sans-I/O HTTP/1.1 response head and body decoder | [`docker::http`] |
+//! | event line splitting and decoding | [`docker::events`] |
+//! | the inspect JSON fields read | [`docker::container`] |
+//! | the socket I/O around those cores | [`docker`] (`docker/mod.rs`) |
+//! | container + flags -> services (spec section 4), pure | [`service`] |
+//! | the registry interface, URI schemes, `Health` | [`backend`] (`backend/mod.rs`) |
+//! | one file (or folder) per backend, each a cargo feature | `backend/consul.rs`, `consulkv.rs`, `etcd/`, `zookeeper/`, `file.rs` |
+//! | what the HTTP and the key-value backends share | [`backend::http`], [`backend::kv`] |
+//! | capped doubling backoff | [`backoff`] |
+//! | percent-encoding | [`percent`] |
+
+#[cfg(not(any(
+    feature = "consul",
+    feature = "consulkv",
+    feature = "_etcd2",
+    feature = "_etcd3",
+    feature = "zookeeper",
+    feature = "file"
+)))]
+compile_error!(
+    "no registry backend in this build: enable at least one of the cargo features consul, \
+     consulkv, etcd, skydns2, coredns, zookeeper, file (tls alone is not a backend)"
+);
+
+pub mod backend;
+pub mod backoff;
+pub mod bridge;
+pub mod cli;
+pub mod daemon;
+pub mod docker;
+pub mod percent;
+pub mod service;
+pub mod watcher;
