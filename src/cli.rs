@@ -59,29 +59,183 @@ impl fmt::Display for Usage {
     }
 }
 
-/// Flags that take a value, by canonical name.
-const VALUE_FLAGS: &[&str] = &[
-    "ip",
-    "useIpFromLabel",
-    "tags",
-    "resync",
-    "deregister",
-    "ttl",
-    "ttl-refresh",
-    "retry-attempts",
-    "retry-interval",
+/// The flags, in one table: the names each is known by (Go's spelling first, then the GNU
+/// spellings), and what it does to the parsed values. A flag with a value gets it as text; a
+/// boolean is written bare or as `-flag=true|false`.
+const FLAGS: &[Flag] = &[
+    Flag {
+        names: &["ip"],
+        set: Set::Value(|p, v| {
+            p.ip = match v {
+                "" => None,
+                v => Some(v.parse().map_err(|_| {
+                    Usage(format!(
+                        "invalid value {v:?} for -ip: not an IPv4 or IPv6 address"
+                    ))
+                })?),
+            };
+            Ok(())
+        }),
+    },
+    Flag {
+        names: &["internal"],
+        set: Set::Bool(|p| &mut p.internal),
+    },
+    Flag {
+        names: &["explicit"],
+        set: Set::Bool(|p| &mut p.explicit),
+    },
+    Flag {
+        names: &["useIpFromLabel", "use-ip-from-label", "useipfromlabel"],
+        set: Set::Value(|p, v| {
+            p.ip_label = Some(v.to_string()).filter(|v| !v.is_empty());
+            Ok(())
+        }),
+    },
+    Flag {
+        names: &["tags"],
+        set: Set::Value(|p, v| {
+            p.tags = split_tags(v);
+            Ok(())
+        }),
+    },
+    Flag {
+        names: &["resync"],
+        set: Set::Value(|p, v| {
+            p.resync = non_negative("resync", v)?;
+            Ok(())
+        }),
+    },
+    Flag {
+        names: &["deregister"],
+        set: Set::Value(|p, v| {
+            p.deregister = match v {
+                "always" => Deregister::Always,
+                "on-success" => Deregister::OnSuccess,
+                _ => {
+                    return Err(Usage(format!(
+                        "invalid value {v:?} for -deregister: use always or on-success"
+                    )))
+                }
+            };
+            Ok(())
+        }),
+    },
+    Flag {
+        names: &["ttl"],
+        set: Set::Value(|p, v| {
+            p.ttl = non_negative("ttl", v)?;
+            Ok(())
+        }),
+    },
+    Flag {
+        names: &["ttl-refresh", "ttl_refresh"],
+        set: Set::Value(|p, v| {
+            p.ttl_refresh = non_negative("ttl-refresh", v)?;
+            Ok(())
+        }),
+    },
+    Flag {
+        names: &["retry-attempts", "retry_attempts"],
+        set: Set::Value(|p, v| {
+            p.retry_attempts = match parse_num::<i64>("retry-attempts", v)? {
+                -1 => None,
+                n if n >= 0 => Some(n as u64),
+                _ => {
+                    return Err(Usage(format!(
+                        "invalid value {v:?} for -retry-attempts: use -1 (forever) or a number >= 0"
+                    )))
+                }
+            };
+            Ok(())
+        }),
+    },
+    Flag {
+        names: &["retry-interval", "retry_interval"],
+        set: Set::Value(|p, v| {
+            p.retry_interval = match non_negative("retry-interval", v)? {
+                0 => {
+                    return Err(Usage(
+                        "invalid value \"0\" for -retry-interval: must be > 0 milliseconds".into(),
+                    ))
+                }
+                ms => ms,
+            };
+            Ok(())
+        }),
+    },
+    Flag {
+        names: &["cleanup"],
+        set: Set::Bool(|p| &mut p.cleanup),
+    },
+    Flag {
+        names: &["require-healthy", "require_healthy"],
+        set: Set::Bool(|p| &mut p.require_healthy),
+    },
+    Flag {
+        names: &["deregister-on-shutdown", "deregister_on_shutdown"],
+        set: Set::Bool(|p| &mut p.deregister_on_shutdown),
+    },
 ];
 
-/// Canonical flag name for an alias (GNU spellings of the camel-case one).
-fn canonical(name: &str) -> &str {
-    match name {
-        "use-ip-from-label" | "useipfromlabel" => "useIpFromLabel",
-        "ttl_refresh" => "ttl-refresh",
-        "retry_attempts" => "retry-attempts",
-        "retry_interval" => "retry-interval",
-        "require_healthy" => "require-healthy",
-        "deregister_on_shutdown" => "deregister-on-shutdown",
-        n => n,
+struct Flag {
+    names: &'static [&'static str],
+    set: Set,
+}
+
+enum Set {
+    /// Takes a value: `-flag value` or `-flag=value`.
+    Value(fn(&mut Parsed, &str) -> Result<(), Usage>),
+    /// A boolean: the field it sets.
+    Bool(fn(&mut Parsed) -> &mut bool),
+}
+
+impl Flag {
+    fn named(name: &str) -> Option<&'static Flag> {
+        FLAGS.iter().find(|f| f.names.contains(&name))
+    }
+    fn takes_value(&self) -> bool {
+        matches!(self.set, Set::Value(_))
+    }
+}
+
+/// The flags' values as given, before the checks between them.
+struct Parsed {
+    ip: Option<IpAddr>,
+    internal: bool,
+    explicit: bool,
+    ip_label: Option<String>,
+    tags: Vec<String>,
+    resync: u64,
+    deregister: Deregister,
+    ttl: u64,
+    ttl_refresh: u64,
+    retry_attempts: Option<u64>,
+    retry_interval: u64,
+    cleanup: bool,
+    require_healthy: bool,
+    deregister_on_shutdown: bool,
+}
+
+impl Default for Parsed {
+    /// The defaults `-help` gives.
+    fn default() -> Parsed {
+        Parsed {
+            ip: None,
+            internal: false,
+            explicit: false,
+            ip_label: None,
+            tags: Vec::new(),
+            resync: 0,
+            deregister: Deregister::Always,
+            ttl: 0,
+            ttl_refresh: 0,
+            retry_attempts: Some(0),
+            retry_interval: 2000,
+            cleanup: false,
+            require_healthy: false,
+            deregister_on_shutdown: false,
+        }
     }
 }
 
@@ -161,10 +315,8 @@ fn go_style(args: Vec<OsString>) -> Vec<OsString> {
             out.push(arg);
             continue;
         };
-        let takes_value = {
-            let name = long[2..].split('=').next().unwrap_or("");
-            !long.contains('=') && VALUE_FLAGS.contains(&canonical(name))
-        };
+        let takes_value =
+            !long.contains('=') && Flag::named(&long[2..]).is_some_and(Flag::takes_value);
         out.push(long.into());
         if takes_value {
             if let Some(v) = it.next() {
@@ -207,20 +359,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Usage
     use lexopt::prelude::*;
 
     let mut parser = lexopt::Parser::from_args(go_style(args.into_iter().collect()));
-    let mut ip = None;
-    let mut internal = false;
-    let mut explicit = false;
-    let mut ip_label = None;
-    let mut tags = Vec::new();
-    let mut resync = 0;
-    let mut deregister = Deregister::Always;
-    let mut ttl = 0;
-    let mut ttl_refresh = 0;
-    let mut retry_attempts = Some(0);
-    let mut retry_interval = 2000;
-    let mut cleanup = false;
-    let mut require_healthy = false;
-    let mut deregister_on_shutdown = false;
+    let mut p = Parsed::default();
     let mut positional: Vec<String> = Vec::new();
 
     let err = |e: lexopt::Error| Usage(e.to_string());
@@ -229,69 +368,20 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Usage
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             Long(name) => {
-                let name = canonical(name).to_string();
-                let flag = name.as_str();
-                if VALUE_FLAGS.contains(&flag) {
-                    let v = parser.value().map_err(err)?;
-                    let v = v
-                        .into_string()
-                        .map_err(|_| Usage(format!("value of -{flag} is not valid UTF-8")))?;
-                    match flag {
-                        "ip" if v.is_empty() => ip = None,
-                        "ip" => {
-                            ip = Some(v.parse::<IpAddr>().map_err(|_| {
-                                Usage(format!(
-                                    "invalid value {v:?} for -ip: not an IPv4 or IPv6 address"
-                                ))
-                            })?)
-                        }
-                        "useIpFromLabel" => ip_label = Some(v).filter(|v| !v.is_empty()),
-                        "tags" => tags = split_tags(&v),
-                        "resync" => resync = non_negative(flag, &v)?,
-                        "deregister" => {
-                            deregister = match v.as_str() {
-                                "always" => Deregister::Always,
-                                "on-success" => Deregister::OnSuccess,
-                                _ => {
-                                    return Err(Usage(format!(
-                                    "invalid value {v:?} for -deregister: use always or on-success"
-                                )))
-                                }
-                            }
-                        }
-                        "ttl" => ttl = non_negative(flag, &v)?,
-                        "ttl-refresh" => ttl_refresh = non_negative(flag, &v)?,
-                        "retry-attempts" => {
-                            let n: i64 = parse_num(flag, &v)?;
-                            retry_attempts = match n {
-                                -1 => None,
-                                n if n >= 0 => Some(n as u64),
-                                _ => {
-                                    return Err(Usage(format!(
-                                        "invalid value {v:?} for -retry-attempts: use -1 (forever) or a number >= 0"
-                                    )))
-                                }
-                            }
-                        }
-                        "retry-interval" => {
-                            retry_interval = non_negative(flag, &v)?;
-                            if retry_interval == 0 {
-                                return Err(Usage(
-                                    "invalid value \"0\" for -retry-interval: must be > 0 milliseconds".into(),
-                                ));
-                            }
-                        }
-                        _ => unreachable!("every VALUE_FLAGS entry is matched"),
+                let Some(flag) = Flag::named(name) else {
+                    return Err(Usage(format!("flag provided but not defined: -{name}")));
+                };
+                let shown = flag.names[0];
+                match flag.set {
+                    Set::Value(set) => {
+                        let v = parser.value().map_err(err)?;
+                        let v = v
+                            .into_string()
+                            .map_err(|_| Usage(format!("value of -{shown} is not valid UTF-8")))?;
+                        set(&mut p, &v)?;
                     }
-                } else {
-                    let v = parser.optional_value();
-                    match flag {
-                        "internal" => internal = parse_bool(flag, v)?,
-                        "explicit" => explicit = parse_bool(flag, v)?,
-                        "cleanup" => cleanup = parse_bool(flag, v)?,
-                        "require-healthy" => require_healthy = parse_bool(flag, v)?,
-                        "deregister-on-shutdown" => deregister_on_shutdown = parse_bool(flag, v)?,
-                        _ => return Err(Usage(format!("flag provided but not defined: -{flag}"))),
+                    Set::Bool(field) => {
+                        *field(&mut p) = parse_bool(shown, parser.optional_value())?;
                     }
                 }
             }
@@ -320,7 +410,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Usage
         }
     };
 
-    let ttl = match (ttl, ttl_refresh) {
+    let ttl = match (p.ttl, p.ttl_refresh) {
         (0, 0) => None,
         (0, _) | (_, 0) => {
             return Err(Usage(
@@ -336,19 +426,19 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Usage
     };
 
     Ok(Command::Run(Box::new(Config {
-        ip,
-        internal,
-        explicit,
-        ip_label,
-        tags,
-        resync: (resync > 0).then(|| Duration::from_secs(resync)),
-        deregister,
+        ip: p.ip,
+        internal: p.internal,
+        explicit: p.explicit,
+        ip_label: p.ip_label,
+        tags: p.tags,
+        resync: (p.resync > 0).then(|| Duration::from_secs(p.resync)),
+        deregister: p.deregister,
         ttl,
-        retry_attempts,
-        retry_interval: Duration::from_millis(retry_interval),
-        cleanup,
-        require_healthy,
-        deregister_on_shutdown,
+        retry_attempts: p.retry_attempts,
+        retry_interval: Duration::from_millis(p.retry_interval),
+        cleanup: p.cleanup,
+        require_healthy: p.require_healthy,
+        deregister_on_shutdown: p.deregister_on_shutdown,
         uri,
     })))
 }
@@ -456,11 +546,14 @@ mod tests {
         for v in ["-V", "-version", "--version"] {
             assert!(matches!(parse(args(&[v])), Ok(Command::Version)), "{v}");
         }
-        for flag in VALUE_FLAGS {
-            assert!(HELP.contains(&format!("-{flag} ")), "help lists -{flag}");
-        }
-        for flag in ["internal", "explicit", "cleanup"] {
-            assert!(HELP.contains(&format!("-{flag}")), "help lists -{flag}");
+        for flag in FLAGS {
+            let name = flag.names[0];
+            let shown = if flag.takes_value() {
+                format!("-{name} <")
+            } else {
+                format!("-{name} ")
+            };
+            assert!(HELP.contains(&shown), "help lists -{name}");
         }
     }
 

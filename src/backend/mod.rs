@@ -122,13 +122,6 @@ pub enum OpenError {
     Setup(String),
 }
 
-/// URI syntax errors are usage errors.
-impl From<String> for OpenError {
-    fn from(s: String) -> OpenError {
-        OpenError::Usage(s)
-    }
-}
-
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -176,13 +169,13 @@ impl Uri {
 
     /// `host:port` from the authority, `default` when empty; checks the port.
     #[cfg_attr(not(feature = "_http"), allow(dead_code))]
-    pub fn host_port(&self, default: &str) -> Result<String, String> {
+    pub fn host_port(&self, default: &str) -> Result<String, OpenError> {
         let a = if self.authority.is_empty() {
             default
         } else {
             &self.authority
         };
-        check_host_port(a).map_err(|e| format!("{}: {e}", self.scheme))?;
+        check_host_port(a).map_err(|e| OpenError::Usage(format!("{}: {e}", self.scheme)))?;
         Ok(a.to_string())
     }
 
@@ -222,81 +215,114 @@ pub fn check_host_port(a: &str) -> Result<(), String> {
 /// Opens the backend a registry URI names.
 pub fn open(uri: &str, options: Options) -> Result<Box<dyn Backend>, OpenError> {
     let u = Uri::parse(uri)?;
-    let _ = options;
-    match u.scheme.as_str() {
-        #[cfg(feature = "consul")]
-        "consul" | "consul-unix" => Ok(Box::new(consul::Consul::from_uri(&u)?)),
-        #[cfg(all(feature = "consul", feature = "tls"))]
-        "consul-tls" => Ok(Box::new(consul::Consul::from_uri(&u)?)),
-        #[cfg(feature = "consulkv")]
-        "consulkv" | "consulkv-unix" => Ok(Box::new(consulkv::open(&u)?)),
-        #[cfg(feature = "etcd")]
-        "etcd" => Ok(Box::new(etcd::open(
-            &u,
-            kv::Layout::path(&u.path),
-            options,
-            etcd::v3::V3::new,
-        )?)),
-        #[cfg(feature = "etcd")]
-        "etcd-legacy" => Ok(Box::new(etcd::open(
-            &u,
-            kv::Layout::path(&u.path),
-            options,
-            etcd::v2::V2::new,
-        )?)),
-        #[cfg(feature = "skydns2")]
-        "skydns2" => Ok(Box::new(etcd::open(
-            &u,
-            kv::Layout::dns(&u)?,
-            options,
-            etcd::v2::V2::new,
-        )?)),
-        #[cfg(feature = "coredns")]
-        "coredns" => Ok(Box::new(etcd::open(
-            &u,
-            kv::Layout::dns(&u)?,
-            options,
-            etcd::v3::V3::new,
-        )?)),
-        #[cfg(feature = "zookeeper")]
-        "zookeeper" => Ok(Box::new(zookeeper::ZooKeeper::from_uri(&u)?)),
-        #[cfg(feature = "file")]
-        "file" => Ok(Box::new(file::File::from_uri(&u)?)),
-        #[cfg(all(feature = "consul", not(feature = "tls")))]
-        "consul-tls" => Err(OpenError::Setup(format!(
-            "consul-tls needs the cargo feature tls, which this build does not have: {uri}"
+    match SCHEMES.iter().find(|s| s.name == u.scheme) {
+        Some(Scheme {
+            open: Some(open), ..
+        }) => open(&u, options),
+        Some(s) => Err(OpenError::Setup(format!(
+            "adapter {} is not in this build (rebuild with the cargo feature {}): {uri}",
+            s.name, s.features
         ))),
-        s if KNOWN.contains(&s) => Err(OpenError::Setup(format!(
-            "adapter {s} is not in this build (rebuild with its cargo feature): {uri}"
-        ))),
-        _ => Err(OpenError::Setup(format!("unrecognized adapter: {uri}"))),
+        None => Err(OpenError::Setup(format!("unrecognized adapter: {uri}"))),
     }
 }
 
 /// Does the URI name a registry where `-ttl` means something (entries that expire)?
 pub fn expires(uri: &str) -> bool {
-    Uri::parse(uri).is_ok_and(|u| {
-        matches!(
-            u.scheme.as_str(),
-            "etcd" | "etcd-legacy" | "skydns2" | "coredns"
-        )
-    })
+    Uri::parse(uri).is_ok_and(|u| SCHEMES.iter().any(|s| s.name == u.scheme && s.expires))
 }
 
-/// Every scheme the project knows, compiled in or not.
-const KNOWN: &[&str] = &[
-    "consul",
-    "consul-tls",
-    "consul-unix",
-    "consulkv",
-    "consulkv-unix",
-    "etcd",
-    "etcd-legacy",
-    "skydns2",
-    "coredns",
-    "zookeeper",
-    "file",
+/// Opens one scheme's backend.
+type Opener = fn(&Uri, Options) -> Result<Box<dyn Backend>, OpenError>;
+
+/// A registry scheme: its name in the URI, the cargo features that build it, whether its
+/// entries expire (`-ttl`), and how to open it when this build has it.
+struct Scheme {
+    name: &'static str,
+    features: &'static str,
+    expires: bool,
+    open: Option<Opener>,
+}
+
+/// Every scheme the project knows, compiled into this build or not.
+const SCHEMES: &[Scheme] = &[
+    scheme("consul", "consul", false, CONSUL),
+    scheme("consul-unix", "consul", false, CONSUL),
+    scheme("consul-tls", "consul and tls", false, CONSUL_TLS),
+    scheme("consulkv", "consulkv", false, CONSULKV),
+    scheme("consulkv-unix", "consulkv", false, CONSULKV),
+    scheme("etcd", "etcd", true, ETCD),
+    scheme("etcd-legacy", "etcd", true, ETCD_LEGACY),
+    scheme("skydns2", "skydns2", true, SKYDNS2),
+    scheme("coredns", "coredns", true, COREDNS),
+    scheme("zookeeper", "zookeeper", false, ZOOKEEPER),
+    scheme("file", "file", false, FILE),
 ];
+
+const fn scheme(
+    name: &'static str,
+    features: &'static str,
+    expires: bool,
+    open: Option<Opener>,
+) -> Scheme {
+    Scheme {
+        name,
+        features,
+        expires,
+        open,
+    }
+}
+
+// Each opener, or `None` where its feature is not in this build.
+#[cfg(feature = "consul")]
+const CONSUL: Option<Opener> = Some(|u, _| Ok(Box::new(consul::Consul::from_uri(u)?)));
+#[cfg(not(feature = "consul"))]
+const CONSUL: Option<Opener> = None;
+#[cfg(all(feature = "consul", feature = "tls"))]
+const CONSUL_TLS: Option<Opener> = CONSUL;
+#[cfg(not(all(feature = "consul", feature = "tls")))]
+const CONSUL_TLS: Option<Opener> = None;
+#[cfg(feature = "consulkv")]
+const CONSULKV: Option<Opener> = Some(|u, _| Ok(Box::new(consulkv::open(u)?)));
+#[cfg(not(feature = "consulkv"))]
+const CONSULKV: Option<Opener> = None;
+#[cfg(feature = "etcd")]
+const ETCD: Option<Opener> = Some(|u, o| {
+    let layout = kv::Layout::path(&u.path);
+    Ok(Box::new(etcd::open(u, layout, o, etcd::v3::V3::new)?))
+});
+#[cfg(not(feature = "etcd"))]
+const ETCD: Option<Opener> = None;
+#[cfg(feature = "etcd")]
+const ETCD_LEGACY: Option<Opener> = Some(|u, o| {
+    let layout = kv::Layout::path(&u.path);
+    Ok(Box::new(etcd::open(u, layout, o, etcd::v2::V2::new)?))
+});
+#[cfg(not(feature = "etcd"))]
+const ETCD_LEGACY: Option<Opener> = None;
+#[cfg(feature = "skydns2")]
+const SKYDNS2: Option<Opener> = Some(|u, o| {
+    let layout = kv::Layout::dns(u).map_err(OpenError::Usage)?;
+    Ok(Box::new(etcd::open(u, layout, o, etcd::v2::V2::new)?))
+});
+#[cfg(not(feature = "skydns2"))]
+const SKYDNS2: Option<Opener> = None;
+#[cfg(feature = "coredns")]
+const COREDNS: Option<Opener> = Some(|u, o| {
+    let layout = kv::Layout::dns(u).map_err(OpenError::Usage)?;
+    Ok(Box::new(etcd::open(u, layout, o, etcd::v3::V3::new)?))
+});
+#[cfg(not(feature = "coredns"))]
+const COREDNS: Option<Opener> = None;
+#[cfg(feature = "zookeeper")]
+const ZOOKEEPER: Option<Opener> = Some(|u, _| Ok(Box::new(zookeeper::ZooKeeper::from_uri(u)?)));
+#[cfg(not(feature = "zookeeper"))]
+const ZOOKEEPER: Option<Opener> = None;
+#[cfg(feature = "file")]
+const FILE: Option<Opener> =
+    Some(|u, _| Ok(Box::new(file::File::from_uri(u).map_err(OpenError::Usage)?)));
+#[cfg(not(feature = "file"))]
+const FILE: Option<Opener> = None;
 
 /// `CONSUL_HTTP_TOKEN`, sent as `X-Consul-Token` and never logged.
 #[cfg(any(feature = "consul", feature = "consulkv"))]
@@ -349,7 +375,8 @@ pub fn consul_target(u: &Uri, socket: Option<&str>) -> Result<http::Target, Open
                 )))
             }
         };
-        check_host_port(a).map_err(|e| format!("{}: CONSUL_HTTP_ADDR: {e}", u.scheme))?;
+        check_host_port(a)
+            .map_err(|e| OpenError::Usage(format!("{}: CONSUL_HTTP_ADDR: {e}", u.scheme)))?;
         a.to_string()
     } else {
         u.host_port(DEFAULT_ADDR)?

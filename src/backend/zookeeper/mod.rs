@@ -71,7 +71,7 @@ impl ZooKeeper {
         };
         let mut addrs = Vec::new();
         for h in hosts.split(',') {
-            super::check_host_port(h).map_err(|e| format!("zookeeper: {e}"))?;
+            super::check_host_port(h).map_err(|e| OpenError::Usage(format!("zookeeper: {e}")))?;
             addrs.push(if h.contains(':') && !h.ends_with(']') {
                 h.to_string()
             } else {
