@@ -79,6 +79,12 @@ pub fn run(config: cli::Config) -> Result<(), Fail> {
         tags: config.tags.clone(),
     };
 
+    // The worker's input, made now so that the backend can report a lost session to it.
+    let (tx, rx) = mpsc::channel();
+    let lost = tx.clone();
+    backend.on_lost(Box::new(move || {
+        let _ = lost.send(Msg::RegistryLost);
+    }));
     if let Some(sig) = ping_backend(backend.as_mut(), &config, &stop_rx).map_err(Fail::Setup)? {
         log::info!("{}: shutting down", signal_name(sig));
         return Ok(());
@@ -97,7 +103,6 @@ pub fn run(config: cli::Config) -> Result<(), Fail> {
         Err(e) => log::warn!("{e}"),
     }
 
-    let (tx, rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let bridge = Bridge::new(
         Box::new(docker::Client::new(endpoint.clone())),

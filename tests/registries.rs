@@ -766,6 +766,103 @@ fn zookeeper_server_restart_and_session_expiry() {
     );
 }
 
+/// A ZooKeeper "server" that accepts connections and never answers: a reconnect that reaches
+/// it waits for its handshake until the read timeout (two thirds of the session timeout).
+struct BlackHole {
+    addr: String,
+    /// Per accepted connection: still open (the client has not given up on it).
+    open: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
+}
+
+impl BlackHole {
+    fn start() -> BlackHole {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().unwrap().to_string();
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = open.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let n = {
+                    let mut g = seen.lock().unwrap();
+                    g.push(true);
+                    g.len() - 1
+                };
+                let seen = seen.clone();
+                // Reads (and drops) the handshake; the end of the stream is the client
+                // giving up.
+                thread::spawn(move || {
+                    let mut buf = [0u8; 512];
+                    while matches!(stream.read(&mut buf), Ok(k) if k > 0) {}
+                    seen.lock().unwrap()[n] = false;
+                });
+            }
+        });
+        BlackHole { addr, open }
+    }
+
+    /// Connections accepted so far, and whether each is still open.
+    fn connections(&self) -> Vec<bool> {
+        self.open.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn zookeeper_a_docker_event_is_handled_while_a_reconnect_is_in_progress() {
+    let _g = lock();
+    let base = format!("/zkd{}", std::process::id());
+    let hole = BlackHole::start();
+    // The real server first; the black hole is where every reconnect gets stuck meanwhile.
+    let uri = format!("zookeeper://{},{}{base}", env("ZK_ADDR"), hole.addr);
+    let d = Daemon::start(&[&uri]);
+    run_bb("d1");
+    wait_for("a node", Some(&d), || {
+        (!zk_tree(&base).is_empty()).then_some(())
+    });
+    assert!(
+        hole.connections().is_empty(),
+        "start-up used the real server"
+    );
+
+    // The server stops: the session thread's ping fails, and its reconnect tries the real
+    // server (refused) and then the black hole, which holds it for seconds.
+    services_sh("stop-zk");
+    let before = hole.connections().len();
+    let stuck = wait_for("a reconnect to reach the black hole", Some(&d), || {
+        let c = hole.connections();
+        (c.len() > before && c[c.len() - 1]).then(|| c.len() - 1)
+    });
+    // A container starts while that reconnect is stuck: the worker handles its event at
+    // once (the call fails fast and is kept for a retry), not after the reconnect gives up.
+    run_bb("d2");
+    let port = host_port("d2", "80/tcp");
+    let line = format!("register {}:d2:80", hostname());
+    wait_for(
+        "the event to be handled (a failed registration)",
+        Some(&d),
+        || {
+            d.log()
+                .lines()
+                .any(|l| l.contains("register failed") && l.contains(&line))
+                .then_some(())
+        },
+    );
+    assert!(
+        hole.connections()[stuck],
+        "the registration was tried while the reconnect was still stuck\n{}",
+        d.log()
+    );
+
+    // The server is back: both nodes are there.
+    services_sh("start-zk");
+    let node = format!("{base}/bb/127.0.0.1:{port}");
+    wait_for("both nodes after the server came back", Some(&d), || {
+        let t = zk_tree(&base);
+        (t.values().map(Vec::len).sum::<usize>() == 2 && Zk::connect().data(&node).is_some())
+            .then_some(())
+    });
+}
+
 #[test]
 fn zookeeper_nodes_of_a_killed_daemon_vanish_after_the_session_timeout() {
     let _g = lock();

@@ -1,5 +1,10 @@
 //! Standard base64 (RFC 4648, with padding), as Consul KV and the etcd v3 gateway use it for keys
-//! and values. Twenty lines of our own instead of a crate.
+//! and values.
+//!
+//! The `base64` crate is in these builds already (ureq depends on it), but using it costs more
+//! than these lines: a Consul-KV-only release build for x86_64 was 975,272 bytes with the
+//! crate's engine (padding-indifferent decoding, as here) and 971,720 with this file
+//! (measured on 2026-12-06).
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

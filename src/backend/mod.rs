@@ -70,7 +70,16 @@ pub trait Backend: Send {
     }
     /// Called once at shutdown (a ZooKeeper session is closed here).
     fn close(&mut self) {}
+    /// Called once before the first ping: how to tell the worker that the registry lost what
+    /// this daemon registered (a new ZooKeeper session), so that it registers everything again.
+    /// Backends whose entries outlive a connection ignore it.
+    fn on_lost(&mut self, notify: Notify) {
+        let _ = notify;
+    }
 }
+
+/// Tells the worker something from another thread (see [`Backend::on_lost`]).
+pub type Notify = Box<dyn Fn() + Send>;
 
 /// A container's HEALTHCHECK status, as the engine reports it (`State.Health.Status`, health
 /// events) and as a registry check mirrors it ([`Backend::check`]).
