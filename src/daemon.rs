@@ -82,7 +82,7 @@ pub fn run(config: cli::Config) -> Result<(), Fail> {
     // The worker's input, made now so that the backend can report a lost session to it.
     let (tx, rx) = mpsc::channel();
     let lost = tx.clone();
-    backend.on_lost(Box::new(move || {
+    backend.on_lost(std::sync::Arc::new(move || {
         let _ = lost.send(Msg::RegistryLost);
     }));
     if let Some(sig) = ping_backend(backend.as_mut(), &config, &stop_rx).map_err(Fail::Setup)? {

@@ -18,7 +18,9 @@
 //!
 //! - **events** ([`watcher`]): holds the `/events` subscription, reconnects with backoff when
 //!   the engine goes away, replays missed events with `since=`, and asks for a full sync after
-//!   every (re)connect. Blocks in `read`; no timers.
+//!   every (re)connect. Marks each event live or replayed ([`bridge::Arrival`]): only a
+//!   replayed `die` is checked against the engine before its services go. Blocks in `read`;
+//!   no timers.
 //! - **worker** ([`bridge`]): applies messages strictly in arrival order, so one container's
 //!   events are handled in the engine's order. Inspects containers over its own kept-alive
 //!   connection, turns them into services with the pure [`service::services`], and hands each

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::backoff::Backoff;
-use crate::bridge::Msg;
+use crate::bridge::{Arrival, Msg};
 use crate::docker::events::since_param;
 use crate::docker::{Client, Endpoint, EventStream};
 
@@ -19,6 +19,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const REPLAY_MARGIN_NS: i64 = 1_000_000_000;
 /// How far ahead of our clock an event's time may be and still count for `since=`.
 const FUTURE_SLACK_S: i64 = 24 * 3600;
+/// Events stamped before the engine's clock at subscription plus this are taken as possibly
+/// replayed (`since=`): the engine's `Date` has whole seconds, and the subscription follows the
+/// ping that read it by milliseconds.
+const LIVE_AFTER_S: i64 = 2;
 
 pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
     let mut client = Client::new(endpoint.clone());
@@ -27,16 +31,24 @@ pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
     let mut connected_before = false;
     let mut down_logged = false;
     loop {
-        let since = match client.ping() {
+        let (since, live_from) = match client.ping() {
             // Replay from a little before the newest event seen: events published out of order
             // around it are not lost (the sync after reconnecting catches anything older).
-            Ok(date) => last_nano
-                .map(|t| since_param(t.saturating_sub(REPLAY_MARGIN_NS)))
-                .unwrap_or_else(|| {
-                    // First subscription: from the engine's "now" (its Date header, else ours), so
-                    // events between subscribing and listing are replayed, not lost.
-                    date.unwrap_or_else(local_now).to_string()
-                }),
+            Ok(date) => {
+                let engine_now = date.unwrap_or_else(local_now);
+                let since = last_nano
+                    .map(|t| since_param(t.saturating_sub(REPLAY_MARGIN_NS)))
+                    .unwrap_or_else(|| {
+                        // First subscription: from the engine's "now" (its Date header, else
+                        // ours), so events between subscribing and listing are replayed, not
+                        // lost.
+                        engine_now.to_string()
+                    });
+                let live_from = engine_now
+                    .saturating_add(LIVE_AFTER_S)
+                    .saturating_mul(1_000_000_000);
+                (since, live_from)
+            }
             Err(e) => {
                 if !down_logged {
                     log::warn!(
@@ -85,7 +97,14 @@ pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
                     {
                         last_nano = last_nano.max(Some(ev.time_nano));
                     }
-                    if tx.send(Msg::Event(ev)).is_err() {
+                    // A replayed event may be stale (a `die` of a container started again
+                    // since); a live one is news.
+                    let arrival = if ev.time_nano >= live_from {
+                        Arrival::Live
+                    } else {
+                        Arrival::Replayed
+                    };
+                    if tx.send(Msg::Event(ev, arrival)).is_err() {
                         return;
                     }
                 }

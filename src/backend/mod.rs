@@ -79,7 +79,7 @@ pub trait Backend: Send {
 }
 
 /// Tells the worker something from another thread (see [`Backend::on_lost`]).
-pub type Notify = Box<dyn Fn() + Send>;
+pub type Notify = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// A container's HEALTHCHECK status, as the engine reports it (`State.Health.Status`, health
 /// events) and as a registry check mirrors it ([`Backend::check`]).

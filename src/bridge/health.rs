@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::outbox::{Delivery, Op, Outbox};
+use super::Clock;
 use crate::backend::{Backend, Health};
 use crate::docker::container::id12;
 use crate::service::{self, Service};
@@ -71,7 +72,7 @@ impl Mirror {
         outbox: &mut Outbox,
         s: &Service,
         h: Health,
-        now: Instant,
+        clock: &dyn Clock,
     ) {
         if outbox.is_down() || outbox.is_pending(&be.key(s)) {
             return;
@@ -79,7 +80,7 @@ impl Mirror {
         match be.check(s, h) {
             Ok(()) => log::debug!("health: {} {} {}", id12(&s.container_id), s.id, h.name()),
             Err(e) => {
-                outbox.probe(be, now);
+                outbox.probe(be, clock);
                 if outbox.is_down() {
                     return;
                 }
@@ -88,9 +89,9 @@ impl Mirror {
                     service: s.clone(),
                     known: false,
                 };
-                if outbox.send(be, op, now) == Delivery::Made {
+                if outbox.send(be, op, clock) == Delivery::Made {
                     if let Err(e) = be.check(s, h) {
-                        log::warn!("{e}");
+                        log::warn!("{e} (after registering {} again)", s.id);
                     }
                 }
             }
@@ -98,10 +99,16 @@ impl Mirror {
     }
 
     /// A service was registered: its check starts from the container's health now.
-    pub fn registered(&self, be: &mut dyn Backend, outbox: &mut Outbox, s: &Service, now: Instant) {
+    pub fn registered(
+        &self,
+        be: &mut dyn Backend,
+        outbox: &mut Outbox,
+        s: &Service,
+        clock: &dyn Clock,
+    ) {
         if be.has_checks() && docker_check(s) {
             if let Some(h) = self.get(&s.container_id) {
-                self.report(be, outbox, s, h, now);
+                self.report(be, outbox, s, h, clock);
             }
         }
     }
@@ -112,16 +119,16 @@ impl Mirror {
         registered: &HashMap<String, Vec<Service>>,
         be: &mut dyn Backend,
         outbox: &mut Outbox,
-        now: Instant,
+        clock: &dyn Clock,
     ) {
-        self.next_report = (!self.mirrored.is_empty()).then(|| now + REPORT_EVERY);
         for (id, &h) in &self.mirrored {
             for s in registered.get(id).into_iter().flatten() {
                 if docker_check(s) {
-                    self.report(be, outbox, s, h, now);
+                    self.report(be, outbox, s, h, clock);
                 }
             }
         }
+        self.next_report = (!self.mirrored.is_empty()).then(|| clock.now() + REPORT_EVERY);
     }
 }
 

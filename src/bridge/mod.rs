@@ -6,9 +6,11 @@
 //! to the registry or keeps it while the registry fails. Docker health is mirrored to registry
 //! checks by its [`health::Mirror`].
 //!
-//! Time is an argument: [`Bridge::handle`] and [`Bridge::tick`] take the current instant and
-//! [`Bridge::next_due`] says when the next timer (`-resync`, `-ttl-refresh`, a retry, a health
-//! report) is due; [`Bridge::run`] is the loop that reads the clock and the channel.
+//! Time comes from a [`Clock`] the worker is given (the system's in the daemon, one moved by
+//! hand in the tests) and is passed on to the outbox and the health mirror: [`Bridge::tick`]
+//! runs the timers that are due and [`Bridge::next_due`] says when the next one (`-resync`,
+//! `-ttl-refresh`, a retry, a health report) is; [`Bridge::run`] is the loop that waits for it
+//! or for a message.
 //!
 //! Two words for two kinds of waiting: a container's services are *withheld* while it is
 //! paused or not healthy (under `-require-healthy`); a change is *queued* in the outbox while
@@ -56,13 +58,23 @@ impl Engine for Client {
 
 pub enum Msg {
     /// A container event, in stream order.
-    Event(Event),
+    Event(Event, Arrival),
     /// (Re)connected to the engine: reconcile with a full sync.
     Sync,
     /// The registry lost what this daemon registered (a new ZooKeeper session): register
     /// everything again.
     RegistryLost,
     Shutdown,
+}
+
+/// Whether an event happened after the subscription it came on, or is replayed (`since=`, after
+/// a reconnect or at start-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Stamped after the subscription: what it says is news.
+    Live,
+    /// Stamped before it (or not stamped): the container may have changed since.
+    Replayed,
 }
 
 /// What the command line asks of the worker.
@@ -126,6 +138,22 @@ pub struct Bridge {
     next_resync: Option<Instant>,
     next_refresh: Option<Instant>,
     started: bool,
+    clock: Box<dyn Clock>,
+}
+
+/// Where the worker reads the time: the system clock in the daemon, a clock moved by hand in
+/// the tests. Read after blocking work, so that deadlines count from when it ended.
+pub trait Clock: Send {
+    fn now(&self) -> Instant;
+}
+
+/// [`Instant::now`].
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 }
 
 impl Bridge {
@@ -148,24 +176,33 @@ impl Bridge {
             next_resync: None,
             next_refresh: None,
             started: false,
+            clock: Box::new(SystemClock),
         }
+    }
+
+    /// The clock the worker reads (the system's by default).
+    pub fn with_clock(mut self, clock: Box<dyn Clock>) -> Bridge {
+        self.clock = clock;
+        self
     }
 
     /// Runs until `Shutdown` or until every sender is gone: waits for a message or for the
     /// next timer, whichever comes first. With no timer due the thread sleeps in `recv`.
     pub fn run(mut self, rx: Receiver<Msg>) {
         loop {
-            let now = Instant::now();
-            self.tick(now);
+            self.tick();
             let msg = match self.next_due() {
-                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                    Ok(m) => m,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => Msg::Shutdown,
-                },
+                Some(at) => {
+                    let wait = at.saturating_duration_since(self.clock.now());
+                    match rx.recv_timeout(wait) {
+                        Ok(m) => m,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => Msg::Shutdown,
+                    }
+                }
                 None => rx.recv().unwrap_or(Msg::Shutdown),
             };
-            if !self.handle(msg, Instant::now()) {
+            if !self.handle(msg) {
                 break;
             }
         }
@@ -186,88 +223,97 @@ impl Bridge {
         .min()
     }
 
-    /// Runs every timer that is due at `now`.
-    pub fn tick(&mut self, now: Instant) {
-        let due = |at: Option<Instant>| at.is_some_and(|at| now >= at);
-        if due(self.next_resync) {
+    /// Runs every timer that is due now. Each timer's next time counts from when its work
+    /// ended (a sync or a registry call may take seconds).
+    pub fn tick(&mut self) {
+        let due = |at: Option<Instant>, now: Instant| at.is_some_and(|at| now >= at);
+        if due(self.next_resync, self.clock.now()) {
             log::debug!("resync");
-            self.sync(Pass::Resync, now);
-            self.flush(now);
-            self.next_resync = self.opts.resync.and_then(|d| now.checked_add(d));
+            self.sync(Pass::Resync);
+            self.flush();
+            self.next_resync = self.after(self.opts.resync);
         }
-        if due(self.next_refresh) {
-            self.refresh(now);
-            self.next_refresh = self.opts.refresh.and_then(|d| now.checked_add(d));
+        if due(self.next_refresh, self.clock.now()) {
+            self.refresh();
+            self.next_refresh = self.after(self.opts.refresh);
         }
-        if due(self.health.next_due()) {
+        if due(self.health.next_due(), self.clock.now()) {
             let (be, outbox) = (self.backend.as_mut(), &mut self.outbox);
-            self.health.report_all(&self.registered, be, outbox, now);
+            self.health
+                .report_all(&self.registered, be, outbox, self.clock.as_ref());
         }
-        if due(self.outbox.next_due()) {
-            self.retry(now);
-            self.flush(now);
+        if due(self.outbox.next_due(), self.clock.now()) {
+            self.retry();
+            self.flush();
         }
     }
 
-    /// Applies one message at `now` and flushes the backend; false after `Shutdown`.
-    pub fn handle(&mut self, msg: Msg, now: Instant) -> bool {
+    /// `d` from now.
+    fn after(&self, d: Option<Duration>) -> Option<Instant> {
+        d.and_then(|d| self.clock.now().checked_add(d))
+    }
+
+    /// Applies one message and flushes the backend; false after `Shutdown`. The `-resync` and
+    /// `-ttl-refresh` timers start with the first message.
+    pub fn handle(&mut self, msg: Msg) -> bool {
         if !self.started {
             self.started = true;
-            self.next_resync = self.opts.resync.and_then(|d| now.checked_add(d));
-            self.next_refresh = self.opts.refresh.and_then(|d| now.checked_add(d));
+            self.next_resync = self.after(self.opts.resync);
+            self.next_refresh = self.after(self.opts.refresh);
         }
         match msg {
-            Msg::Event(ev) => self.event(ev, now),
-            Msg::Sync => self.sync(Pass::Sync, now),
-            Msg::RegistryLost => self.registry_lost(now),
+            Msg::Event(ev, arrival) => self.event(ev, arrival),
+            Msg::Sync => self.sync(Pass::Sync),
+            Msg::RegistryLost => self.registry_lost(),
             Msg::Shutdown => {
-                self.shutdown(now);
+                self.shutdown();
                 return false;
             }
         }
-        self.flush(now);
+        self.flush();
         true
     }
 
-    fn flush(&mut self, now: Instant) {
-        self.outbox.flush(self.backend.as_mut(), now);
+    fn flush(&mut self) {
+        self.outbox
+            .flush(self.backend.as_mut(), self.clock.as_ref());
     }
 
     /// Sends one change through the outbox; a registration the registry took gets its health.
-    fn send(&mut self, op: Op, now: Instant) {
+    fn send(&mut self, op: Op) {
         let registered = match &op {
             Op::Register { service, .. } => Some(service.clone()),
             Op::Deregister(_) => None,
         };
-        let be = self.backend.as_mut();
-        if self.outbox.send(be, op, now) == Delivery::Made {
+        let (be, clock) = (self.backend.as_mut(), self.clock.as_ref());
+        if self.outbox.send(be, op, clock) == Delivery::Made {
             if let Some(s) = registered {
-                self.health.registered(be, &mut self.outbox, &s, now);
+                self.health.registered(be, &mut self.outbox, &s, clock);
             }
         }
     }
 
     /// `-ttl-refresh`: keeps what is registered from expiring (not while the registry is
     /// known to be down: the retry after it comes back registers everything again).
-    fn refresh(&mut self, now: Instant) {
+    fn refresh(&mut self) {
         if self.outbox.is_down() {
             return;
         }
         if let Err(e) = self.backend.refresh() {
             log::error!("{e}");
-            self.outbox.probe(self.backend.as_mut(), now);
+            self.outbox
+                .probe(self.backend.as_mut(), self.clock.as_ref());
         }
     }
 
     /// Pings a registry in an outage; once it answers, registers everything wanted again (it
     /// may have restarted without its data) and makes the queued changes. Then tries the due
-    /// failed changes.
-    fn retry(&mut self, now: Instant) {
-        if let Some(back) = self.outbox.reconnect(self.backend.as_mut(), now) {
+    /// failed changes, each registration followed by its health report.
+    fn retry(&mut self) {
+        let (be, clock) = (self.backend.as_mut(), self.clock.as_ref());
+        if let Some(back) = self.outbox.reconnect(be, clock) {
             let wanted = self.registered.values().flatten().cloned();
-            let again = self
-                .outbox
-                .register_again(self.backend.as_mut(), wanted, now);
+            let again = self.outbox.register_again(be, wanted, clock.now());
             log::info!(
                 "registry reachable again after {:?}; making {} pending changes and registering {again} services again",
                 Duration::from_millis(back.after.as_millis() as u64),
@@ -275,42 +321,45 @@ impl Bridge {
             );
             if self.cleanup_due {
                 // Settled by a full sync, which runs the cleanup it missed.
-                self.sync(Pass::Resync, now);
+                self.sync(Pass::Resync);
             }
         }
-        let be = self.backend.as_mut();
-        for s in self.outbox.retry(be, now) {
-            self.health.registered(be, &mut self.outbox, &s, now);
+        let (be, clock) = (self.backend.as_mut(), self.clock.as_ref());
+        for key in self.outbox.due(clock.now()) {
+            if let Some(s) = self.outbox.retry(be, &key, clock) {
+                self.health.registered(be, &mut self.outbox, &s, clock);
+            }
         }
     }
 
     /// A new registry session without our entries: everything wanted is registered again.
-    fn registry_lost(&mut self, now: Instant) {
+    fn registry_lost(&mut self) {
         let wanted = self.registered.values().flatten().cloned();
+        let now = self.clock.now();
         let again = self
             .outbox
             .register_again(self.backend.as_mut(), wanted, now);
         log::info!("the registry lost this daemon's services; registering {again} again");
-        self.retry(now);
+        self.retry();
     }
 
-    fn event(&mut self, ev: Event, now: Instant) {
-        log::debug!("event: {:?} {}", ev.action, id12(&ev.id));
+    fn event(&mut self, ev: Event, arrival: Arrival) {
+        log::debug!("event: {:?} {} ({arrival:?})", ev.action, id12(&ev.id));
         match ev.action {
-            Action::Start | Action::Unpause => self.add(&ev.id, Pass::Event, now),
-            Action::Die => self.died(&ev.id, ev.exit_code, now),
-            Action::Destroy => self.remove(&ev.id, now),
+            Action::Start | Action::Unpause => self.add(&ev.id, Pass::Event),
+            Action::Die => self.died(&ev.id, ev.exit_code, arrival),
+            Action::Destroy => self.remove(&ev.id),
             Action::Pause => {
                 if self.registered.contains_key(&ev.id) {
                     log::info!("paused: {}; deregistering until unpaused", id12(&ev.id));
-                    self.remove(&ev.id, now);
+                    self.remove(&ev.id);
                 }
             }
             // Inspect says what the health is now (events may be late): registered or not
             // under -require-healthy, and reported to a check that mirrors it.
             Action::Health(_) => {
                 if self.opts.require_healthy || self.health.contains(&ev.id) {
-                    self.add(&ev.id, Pass::Health, now);
+                    self.add(&ev.id, Pass::Health);
                 }
             }
             Action::Other(_) => {}
@@ -318,12 +367,12 @@ impl Bridge {
     }
 
     /// Inspects a container and registers its services (again), dropping any it no longer has.
-    fn add(&mut self, id: &str, pass: Pass, now: Instant) {
+    fn add(&mut self, id: &str, pass: Pass) {
         let c = match self.docker.inspect(id) {
             Ok(Some(c)) => c,
             Ok(None) => {
                 log::debug!("{}: gone before it could be inspected", id12(id));
-                self.remove(id, now);
+                self.remove(id);
                 return;
             }
             Err(e) => {
@@ -336,7 +385,7 @@ impl Bridge {
             log::debug!("{}: not running", id12(id));
             return;
         }
-        self.register(&c, pass, now);
+        self.register(&c, pass);
     }
 
     /// Why a running container's services are withheld now, if they are.
@@ -392,27 +441,28 @@ impl Bridge {
         services
     }
 
-    fn register(&mut self, c: &Container, pass: Pass, now: Instant) {
+    fn register(&mut self, c: &Container, pass: Pass) {
         let services = self.wanted(c, pass);
         let id = c.id.as_str();
         let health = c.state.health();
         let mirrors = self.backend.has_checks();
         let mirrored = health.filter(|_| mirrors && services.iter().any(docker_check));
-        let before = self.health.set(id, mirrored, now);
+        let before = self.health.set(id, mirrored, self.clock.now());
         let old = self.registered.remove(id).unwrap_or_default();
         let dropped: Vec<Service> = old
             .iter()
             .filter(|o| !services.iter().any(|n| n.id == o.id))
             .cloned()
             .collect();
-        self.deregister(id, &dropped, now);
+        self.deregister(id, &dropped);
         for s in &services {
             let known = old.contains(s);
             if known && !pass.resend() && !self.outbox.is_pending(&self.backend.key(s)) {
                 // Registered already; only a changed health is news for its check.
                 if let Some(h) = mirrored.filter(|&h| docker_check(s) && before != Some(h)) {
                     let be = self.backend.as_mut();
-                    self.health.report(be, &mut self.outbox, s, h, now);
+                    let clock = self.clock.as_ref();
+                    self.health.report(be, &mut self.outbox, s, h, clock);
                 }
                 continue;
             }
@@ -420,7 +470,7 @@ impl Bridge {
                 service: s.clone(),
                 known,
             };
-            self.send(op, now);
+            self.send(op);
         }
         if !services.is_empty() {
             self.registered.insert(id.to_string(), services);
@@ -444,8 +494,9 @@ impl Bridge {
     }
 
     /// A container stopped with `exit_code`: deregister, unless `-deregister on-success` and it
-    /// failed (1..=127), which keeps its services until it is gone.
-    fn died(&mut self, id: &str, exit_code: Option<i64>, now: Instant) {
+    /// failed (1..=127), which keeps its services until it is gone. A live `die` deregisters at
+    /// once; only a replayed one is checked against the engine first.
+    fn died(&mut self, id: &str, exit_code: Option<i64>, arrival: Arrival) {
         self.withheld.remove(id);
         if !self.registered.contains_key(id) {
             return;
@@ -457,15 +508,19 @@ impl Bridge {
             );
             return;
         }
-        // A replayed `die` of a container that has been started again since: its `start`
-        // follows in the stream, so removing now would only make the service flap.
-        if let Ok(Some(c)) = self.docker.inspect(id) {
-            if c.state.running {
-                log::debug!("{}: running again; stale die ignored", id12(id));
-                return;
+        // A replayed `die` of a container that has been started again since (the sync after
+        // the reconnect registered it): its `start` follows in the stream, so removing now
+        // would only make the service flap. The engine answers an inspect of a container it is
+        // still tearing down only once it is done (tens of ms): a live `die` is not worth it.
+        if arrival == Arrival::Replayed {
+            if let Ok(Some(c)) = self.docker.inspect(id) {
+                if c.state.running {
+                    log::debug!("{}: running again; stale die ignored", id12(id));
+                    return;
+                }
             }
         }
-        self.remove(id, now);
+        self.remove(id);
     }
 
     /// `-deregister on-success` keeps the services of a container that failed (1..=127).
@@ -473,17 +528,17 @@ impl Bridge {
         self.opts.deregister == Deregister::OnSuccess && (1..=127).contains(&exit_code)
     }
 
-    fn remove(&mut self, id: &str, now: Instant) {
+    fn remove(&mut self, id: &str) {
         self.health.forget(id);
         self.withheld.remove(id);
         if let Some(services) = self.registered.remove(id) {
-            self.deregister(id, &services, now);
+            self.deregister(id, &services);
         }
     }
 
     /// Deregisters services container `id` no longer has, except IDs another known container
     /// holds now (a recreated container with the same name, a shared `SERVICE_ID`).
-    fn deregister(&mut self, id: &str, services: &[Service], now: Instant) {
+    fn deregister(&mut self, id: &str, services: &[Service]) {
         for s in services {
             let key = self.backend.key(s);
             let taken = self.registered.iter().any(|(other, list)| {
@@ -497,14 +552,14 @@ impl Bridge {
                 );
                 continue;
             }
-            self.send(Op::Deregister(s.clone()), now);
+            self.send(Op::Deregister(s.clone()));
         }
     }
 
     /// Registers every running container again and settles the ones known here that are not
     /// running any more (as their `die` would have). With `-cleanup`, then removes this host's
     /// services of containers that do not run.
-    fn sync(&mut self, pass: Pass, now: Instant) {
+    fn sync(&mut self, pass: Pass) {
         let running = match self.docker.running() {
             Ok(r) => r,
             Err(e) => {
@@ -527,10 +582,10 @@ impl Bridge {
                         if self.withheld_because(&c).is_none() {
                             names.insert(c.short_name().to_string());
                         }
-                        self.register(&c, pass, now);
+                        self.register(&c, pass);
                     }
                 }
-                Ok(None) => self.remove(id, now),
+                Ok(None) => self.remove(id),
                 Err(e) => {
                     log::error!("docker: inspect {}: {e}", id12(id));
                     complete = false;
@@ -545,16 +600,16 @@ impl Bridge {
             .collect();
         for id in stale {
             match self.docker.inspect(&id) {
-                Ok(None) => self.remove(&id, now),
+                Ok(None) => self.remove(&id),
                 Ok(Some(c)) if c.state.running => {
                     if self.withheld_because(&c).is_none() {
                         names.insert(c.short_name().to_string());
                     }
-                    self.register(&c, pass, now)
+                    self.register(&c, pass)
                 }
                 // Not running: settled as its `die` would have been (quietly: it repeats).
                 Ok(Some(c)) if self.keeps(c.state.exit_code) => {}
-                Ok(Some(_)) => self.remove(&id, now),
+                Ok(Some(_)) => self.remove(&id),
                 Err(e) => {
                     log::error!("docker: inspect {}: {e}", id12(&id));
                     complete = false;
@@ -563,7 +618,7 @@ impl Bridge {
         }
         if self.opts.cleanup {
             if complete {
-                self.cleanup(&names, now);
+                self.cleanup(&names);
             } else {
                 self.cleanup_due = true;
                 log::warn!(
@@ -577,7 +632,7 @@ impl Bridge {
     /// (`<hostname>:<container>:<port>[:udp]`) whose container is not running (or is withheld:
     /// paused, or not healthy under `-require-healthy`), except those `-deregister on-success`
     /// keeps. Custom IDs and other hosts' services are never touched.
-    fn cleanup(&mut self, running: &HashSet<String>, now: Instant) {
+    fn cleanup(&mut self, running: &HashSet<String>) {
         self.cleanup_due = true;
         if self.outbox.is_down() {
             log::info!("cleanup deferred until the registry is back");
@@ -587,7 +642,8 @@ impl Bridge {
             Ok(l) => l,
             Err(e) => {
                 log::warn!("cleanup deferred: {e}");
-                self.outbox.probe(self.backend.as_mut(), now);
+                self.outbox
+                    .probe(self.backend.as_mut(), self.clock.as_ref());
                 return;
             }
         };
@@ -618,14 +674,14 @@ impl Bridge {
                 }
             }
             log::info!("cleanup: {} (container {name} is not running)", s.id);
-            self.send(Op::Deregister(s), now);
+            self.send(Op::Deregister(s));
         }
     }
 
     /// SIGTERM/SIGINT. Registrations stay (the containers still run) unless
     /// `-deregister-on-shutdown`: then every service this daemon registered is removed, one
     /// try each (none while the registry is known to be down).
-    fn shutdown(&mut self, now: Instant) {
+    fn shutdown(&mut self) {
         if self.opts.deregister_on_shutdown && self.outbox.is_down() {
             log::warn!(
                 "shutdown: the registry is unreachable; {} services could not be removed",
@@ -650,7 +706,7 @@ impl Bridge {
                 self.outbox.len()
             );
         }
-        self.flush(now);
+        self.flush();
     }
 }
 

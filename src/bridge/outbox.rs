@@ -6,12 +6,14 @@
 //! failure) every change is *queued* until a ping succeeds. It keeps one change per registry
 //! entry, the latest wanted, so its size is bounded by the number of services.
 //!
-//! It owns no backend and reads no clock: both are arguments, and every call returns what
+//! It owns no backend and no clock: both are arguments (the clock is read after each call the
+//! backend makes, since a registry call may block for seconds), and every call returns what
 //! happened, so it never calls back into the worker.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use super::Clock;
 use crate::backend::Backend;
 use crate::backoff::Backoff;
 use crate::docker::container::id12;
@@ -194,7 +196,7 @@ impl Outbox {
     /// and a queued registration that never reached the registry and is no longer wanted goes
     /// without a trace. The same change again (a resync, a health event) keeps the waiting
     /// one's backoff.
-    pub fn send(&mut self, be: &mut dyn Backend, op: Op, now: Instant) -> Delivery {
+    pub fn send(&mut self, be: &mut dyn Backend, op: Op, clock: &dyn Clock) -> Delivery {
         let key = be.key(op.service());
         if let Some(i) = self.position(&key) {
             if self.pending[i].1.op.same(&op) {
@@ -211,15 +213,21 @@ impl Outbox {
         }
         if self.is_down() {
             log::debug!("queued until the registry is back: {}", op.service().id);
-            self.keep(key, Pending::new(op, now));
+            self.keep(key, Pending::new(op, clock.now()));
             return Delivery::Queued;
         }
-        self.attempt(be, key, Pending::new(op, now), now)
+        self.attempt(be, key, Pending::new(op, clock.now()), clock)
     }
 
     /// One try of a change; a failure is kept with its backoff, and a ping tells whether the
     /// registry is down as a whole (then everything waits for it).
-    fn attempt(&mut self, be: &mut dyn Backend, key: String, p: Pending, now: Instant) -> Delivery {
+    fn attempt(
+        &mut self,
+        be: &mut dyn Backend,
+        key: String,
+        p: Pending,
+        clock: &dyn Clock,
+    ) -> Delivery {
         let (result, verb) = match &p.op {
             Op::Register { service, .. } => {
                 self.in_registry.insert(key.clone());
@@ -239,7 +247,7 @@ impl Outbox {
                 let mut p = p;
                 p.tries += 1;
                 let delay = p.backoff.pause();
-                p.due = now + delay;
+                p.due = clock.now() + delay;
                 let tries = p.tries;
                 // Every failure of a call that keeps failing would be noise: 1st, 2nd, 4th, ...
                 if tries.is_power_of_two() {
@@ -248,18 +256,19 @@ impl Outbox {
                     log::debug!("{verb} failed: {e} (try {tries}; next in {delay:?})");
                 }
                 self.keep(key, p);
-                self.probe(be, now);
+                self.probe(be, clock);
                 Delivery::Failed
             }
         }
     }
 
     /// After a failure: is the registry there at all? If not, an outage begins.
-    pub fn probe(&mut self, be: &mut dyn Backend, now: Instant) {
+    pub fn probe(&mut self, be: &mut dyn Backend, clock: &dyn Clock) {
         if self.is_down() {
             return;
         }
         if let Err(e) = be.ping() {
+            let now = clock.now();
             log::warn!(
                 "registry unreachable ({e}); holding changes and retrying with backoff up to {OUTAGE_PING_MAX:?}"
             );
@@ -273,12 +282,14 @@ impl Outbox {
     /// During an outage, when its ping is due: pings. `Some` when the registry answers again;
     /// the worker then registers everything again ([`Outbox::register_again`]), as the
     /// registry may have restarted without its data.
-    pub fn reconnect(&mut self, be: &mut dyn Backend, now: Instant) -> Option<Recovered> {
+    pub fn reconnect(&mut self, be: &mut dyn Backend, clock: &dyn Clock) -> Option<Recovered> {
         let o = self.outage.as_mut()?;
-        if now < o.ping.due {
+        if clock.now() < o.ping.due {
             return None;
         }
-        if let Err(e) = be.ping() {
+        let answer = be.ping();
+        let now = clock.now();
+        if let Err(e) = answer {
             log::debug!("registry still unreachable: {e}");
             o.ping.again(now);
             return None;
@@ -314,39 +325,41 @@ impl Outbox {
         n
     }
 
-    /// Tries the changes that are due, in the order they were kept (one entry per service: no
-    /// order between them matters); nothing during an outage. Returns the services registered.
-    pub fn retry(&mut self, be: &mut dyn Backend, now: Instant) -> Vec<Service> {
-        let mut registered = Vec::new();
+    /// The registry entries whose change is due at `now`, in the order they were kept (one
+    /// entry per service: no order between them matters); none during an outage.
+    pub fn due(&self, now: Instant) -> Vec<String> {
         if self.is_down() {
-            return registered;
+            return Vec::new();
         }
-        let due: Vec<String> = (self.pending.iter())
+        (self.pending.iter())
             .filter(|(_, p)| p.due <= now)
             .map(|(key, _)| key.clone())
-            .collect();
-        for key in due {
-            if self.is_down() {
-                // Down again: the rest waits for it.
-                break;
-            }
-            if let Some(p) = self.take(&key) {
-                let service = match &p.op {
-                    Op::Register { service, .. } => Some(service.clone()),
-                    Op::Deregister(_) => None,
-                };
-                if self.attempt(be, key, p, now) == Delivery::Made {
-                    registered.extend(service);
-                }
-            }
+            .collect()
+    }
+
+    /// Tries the change waiting for one registry entry again (nothing during an outage).
+    /// Returns the service if it was a registration the registry took now.
+    pub fn retry(&mut self, be: &mut dyn Backend, key: &str, clock: &dyn Clock) -> Option<Service> {
+        if self.is_down() {
+            return None;
         }
-        registered
+        let p = self.take(key)?;
+        let service = match &p.op {
+            Op::Register { service, .. } => Some(service.clone()),
+            Op::Deregister(_) => None,
+        };
+        match self.attempt(be, key.to_string(), p, clock) {
+            Delivery::Made => service,
+            _ => None,
+        }
     }
 
     /// Writes what the backend batches (the file backend's whole view); a failure is tried
     /// again with backoff.
-    pub fn flush(&mut self, be: &mut dyn Backend, now: Instant) {
-        match be.flush() {
+    pub fn flush(&mut self, be: &mut dyn Backend, clock: &dyn Clock) {
+        let result = be.flush();
+        let now = clock.now();
+        match result {
             Ok(()) => {
                 if self.unflushed.take().is_some() {
                     log::info!("registry written again");

@@ -5,11 +5,12 @@ use super::outbox::{RETRY_MAX, RETRY_MIN};
 use super::*;
 use crate::backend;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Containers by ID, as the engine would report them.
+/// Containers by ID, as the engine would report them; inspects are counted.
 #[derive(Default)]
-struct FakeEngine(Arc<Mutex<BTreeMap<String, Container>>>);
+struct FakeEngine(Arc<Mutex<BTreeMap<String, Container>>>, Arc<AtomicUsize>);
 
 impl Engine for FakeEngine {
     fn running(&mut self) -> Result<Vec<String>, docker::Error> {
@@ -22,6 +23,7 @@ impl Engine for FakeEngine {
     }
     /// By ID or by name, as the engine does.
     fn inspect(&mut self, id: &str) -> Result<Option<Container>, docker::Error> {
+        self.1.fetch_add(1, Ordering::SeqCst);
         let all = self.0.lock().unwrap();
         Ok(all
             .get(id)
@@ -115,12 +117,23 @@ impl backend::Backend for Recorder {
     }
 }
 
+/// A clock that moves only when the test says so.
+#[derive(Clone)]
+struct Hand(Arc<Mutex<Instant>>);
+
+impl Clock for Hand {
+    fn now(&self) -> Instant {
+        *self.0.lock().unwrap()
+    }
+}
+
 struct World {
     engine: Arc<Mutex<BTreeMap<String, Container>>>,
+    inspected: Arc<AtomicUsize>,
     reg: Recorder,
     bridge: Bridge,
     /// The worker's clock: it moves only by [`World::later`].
-    now: Instant,
+    clock: Hand,
 }
 
 impl World {
@@ -136,17 +149,21 @@ impl World {
             deregister: mode,
             ..Options::default()
         };
+        let inspected = Arc::new(AtomicUsize::new(0));
+        let clock = Hand(Arc::new(Mutex::new(Instant::now())));
         let bridge = Bridge::new(
-            Box::new(FakeEngine(engine.clone())),
+            Box::new(FakeEngine(engine.clone(), inspected.clone())),
             Box::new(reg.clone()),
             settings,
             opts,
-        );
+        )
+        .with_clock(Box::new(clock.clone()));
         World {
             engine,
+            inspected,
             reg,
             bridge,
-            now: Instant::now(),
+            clock,
         }
     }
 
@@ -201,8 +218,8 @@ impl World {
 
     /// Time passes: `d` later, the worker runs the timers that are due.
     fn later(&mut self, d: Duration) {
-        self.now += d;
-        self.bridge.tick(self.now);
+        *self.clock.0.lock().unwrap() += d;
+        self.bridge.tick();
     }
 
     /// Long enough for every retry and ping to be due.
@@ -211,7 +228,7 @@ impl World {
     }
 
     fn handle(&mut self, msg: Msg) -> bool {
-        self.bridge.handle(msg, self.now)
+        self.bridge.handle(msg)
     }
 
     fn exit(&mut self, id: &str, code: i64) {
@@ -227,14 +244,28 @@ impl World {
         self.event(Action::Destroy, id, None);
     }
 
+    /// A live event (stamped after the subscription).
     fn event(&mut self, action: Action, id: &str, exit_code: Option<i64>) {
+        self.arrive(action, id, exit_code, Arrival::Live);
+    }
+
+    fn arrive(&mut self, action: Action, id: &str, exit_code: Option<i64>, arrival: Arrival) {
         let ev = Event {
             action,
             id: id.into(),
             time_nano: 1,
             exit_code,
         };
-        assert!(self.handle(Msg::Event(ev)));
+        assert!(self.handle(Msg::Event(ev, arrival)));
+    }
+
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// Inspects made so far.
+    fn inspects(&self) -> usize {
+        self.inspected.load(Ordering::SeqCst)
     }
 
     fn ids(&self) -> Vec<String> {
@@ -289,8 +320,34 @@ fn stale_die_of_a_running_container_is_ignored() {
     let mut w = World::new(Deregister::Always);
     w.start("c1", "web", &[]);
     // Replayed after a reconnect: the container runs again by now.
-    w.event(Action::Die, "c1", Some(0));
+    let before = w.inspects();
+    w.arrive(Action::Die, "c1", Some(0), Arrival::Replayed);
     assert_eq!(w.ids(), ["h:web:80"]);
+    assert_eq!(w.inspects(), before + 1, "a replayed die is checked");
+    // A replayed die of a container that did stop: deregistered after the check.
+    w.state("c1", |s| s.running = false);
+    w.arrive(Action::Die, "c1", Some(0), Arrival::Replayed);
+    assert!(w.ids().is_empty());
+    assert_eq!(w.inspects(), before + 2);
+}
+
+#[test]
+fn a_live_die_deregisters_at_once_without_an_inspect() {
+    let mut w = World::new(Deregister::Always);
+    w.start("c1", "web", &[]);
+    let before = w.inspects();
+    // The engine would still say "running" (it answers only once the container is torn
+    // down): a live die is not asked about.
+    w.event(Action::Die, "c1", Some(0));
+    assert!(w.ids().is_empty());
+    assert_eq!(w.inspects(), before, "no inspect");
+    // -deregister on-success reads the exit code from the event alone.
+    let mut w = World::new(Deregister::OnSuccess);
+    w.start("c1", "web", &[]);
+    let before = w.inspects();
+    w.event(Action::Die, "c1", Some(3));
+    assert_eq!(w.ids(), ["h:web:80"], "kept: it failed");
+    assert_eq!(w.inspects(), before, "no inspect");
 }
 
 #[test]
@@ -402,21 +459,29 @@ fn a_call_the_registry_refuses_is_retried_with_backoff_without_holding_others() 
     assert_eq!(w.calls(), ["register h:a:80", "ping"]);
     w.start("b", "b", &[]);
     assert_eq!(w.ids(), ["h:b:80"], "b is not held back by a");
-    assert_eq!(w.bridge.next_due(), Some(w.now + RETRY_MIN), "first retry");
+    assert_eq!(
+        w.bridge.next_due(),
+        Some(w.now() + RETRY_MIN),
+        "first retry"
+    );
     // A resync wants the same registration: its backoff is kept, no call is made.
     w.calls();
     assert!(w.handle(Msg::Sync));
     assert_eq!(w.calls(), ["register h:b:80"]);
-    assert_eq!(w.bridge.next_due(), Some(w.now + RETRY_MIN));
+    assert_eq!(w.bridge.next_due(), Some(w.now() + RETRY_MIN));
     w.later(RETRY_MIN - Duration::from_millis(1));
     assert!(w.calls().is_empty(), "not due yet");
     w.later(Duration::from_millis(1));
     assert_eq!(w.calls(), ["register h:a:80", "ping"], "second try");
-    assert_eq!(w.bridge.next_due(), Some(w.now + RETRY_MIN * 2), "doubled");
+    assert_eq!(
+        w.bridge.next_due(),
+        Some(w.now() + RETRY_MIN * 2),
+        "doubled"
+    );
     for _ in 0..12 {
         w.retry();
     }
-    assert_eq!(w.bridge.next_due(), Some(w.now + RETRY_MAX), "capped");
+    assert_eq!(w.bridge.next_due(), Some(w.now() + RETRY_MAX), "capped");
     w.reg.0.lock().unwrap().refuse.clear();
     w.retry();
     assert_eq!(w.ids(), ["h:a:80", "h:b:80"]);
@@ -646,4 +711,39 @@ fn cleanup_missed_during_an_outage_runs_when_the_registry_is_back() {
         "h:gone:80 cleaned up once the registry is back"
     );
     assert!(!w.bridge.cleanup_due);
+}
+
+#[test]
+fn a_registry_that_lost_its_entries_gets_every_wanted_service_again() {
+    let mut w = World::new(Deregister::Always);
+    w.create("a", "a", &["SERVICE_CHECK_DOCKER=true"], Some("healthy"));
+    w.event(Action::Start, "a", None);
+    w.start("b", "b", &[]);
+    w.start("p", "p", &[]);
+    w.state("p", |s| s.paused = true);
+    w.event(Action::Pause, "p", None);
+    // A new ZooKeeper session: the old one's nodes are gone.
+    w.reg.0.lock().unwrap().held.clear();
+    w.calls();
+    assert!(w.handle(Msg::RegistryLost));
+    let mut calls = w.calls();
+    calls.sort();
+    assert_eq!(
+        calls,
+        ["check h:a:80 healthy", "register h:a:80", "register h:b:80"],
+        "withheld p is not registered; a's check follows its registration"
+    );
+    assert_eq!(w.ids(), ["h:a:80", "h:b:80"]);
+
+    // Lost during an outage: queued, and made when the registry answers again.
+    w.down(true);
+    w.start("c", "c", &[]); // fails, then the ping: an outage
+    w.reg.0.lock().unwrap().held.clear();
+    w.calls();
+    assert!(w.handle(Msg::RegistryLost));
+    assert!(w.calls().is_empty(), "nothing sent while it is down");
+    w.down(false);
+    w.retry();
+    assert_eq!(w.ids(), ["h:a:80", "h:b:80", "h:c:80"]);
+    assert!(w.bridge.outbox.is_empty());
 }

@@ -103,13 +103,19 @@ impl ZooKeeper {
         Error(format!("{}: {what}: {e}", self.shown))
     }
 
-    /// One request to the session thread, and its answer.
-    fn call(&self, req: Request) -> Result<Vec<Vec<u8>>, ZkError> {
+    /// One request to the session thread, and its answer. A session thread that is gone
+    /// (it cannot end by itself) is started again by the next ping.
+    fn call(&mut self, req: Request) -> Result<Vec<Vec<u8>>, ZkError> {
         let tx = self.session.as_ref().ok_or(ZkError::Disconnected)?;
         let (reply, answer) = mpsc::sync_channel(1);
-        tx.send(Input::Call(req, reply))
-            .map_err(|_| ZkError::Disconnected)?;
-        answer.recv().map_err(|_| ZkError::Disconnected)?
+        let answer = tx
+            .send(Input::Call(req, reply))
+            .ok()
+            .and_then(|()| answer.recv().ok());
+        answer.unwrap_or_else(|| {
+            self.session = None;
+            Err(ZkError::Disconnected)
+        })
     }
 
     /// The first connect, from the calling thread (start-up); then the session thread takes
@@ -119,7 +125,7 @@ impl ZooKeeper {
         let s = Session::new(self.addrs.clone(), dialed, self.shown.clone());
         let (tx, rx) = mpsc::channel();
         let me = tx.clone();
-        let lost = self.lost.take();
+        let lost = self.lost.clone();
         let id = s.id();
         thread::Builder::new()
             .name("zookeeper".into())
@@ -128,6 +134,16 @@ impl ZooKeeper {
         log::debug!("{}: session thread started (session 0x{id:x})", self.shown);
         self.session = Some(tx);
         Ok(())
+    }
+}
+
+/// Without `close` (the worker ended some other way), the session thread is still told to end.
+impl Drop for ZooKeeper {
+    fn drop(&mut self) {
+        if let Some(tx) = self.session.take() {
+            let (reply, _) = mpsc::sync_channel(1);
+            let _ = tx.send(Input::Call(Request::Close, reply));
+        }
     }
 }
 
@@ -195,7 +211,7 @@ impl Backend for ZooKeeper {
             .collect())
     }
 
-    /// Closes the session, so its nodes go at once; a session thread busy for longer (a call on
+    /// Closes the session, so its nodes go at once; a session thread busy for longer (a ping on
     /// a dead connection) is left, and the nodes go with the session timeout.
     fn close(&mut self) {
         let Some(tx) = self.session.take() else {

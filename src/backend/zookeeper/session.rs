@@ -273,6 +273,8 @@ pub struct Session {
     dialing: bool,
     /// When to dial again after a failed dial.
     redial: Backoff,
+    /// A dial failed since the last connection (logged once, then at debug level).
+    failing: bool,
     redial_at: Option<Instant>,
     next_ping: Instant,
     shown: String,
@@ -290,6 +292,7 @@ impl Session {
             xid: 0,
             dialing: false,
             redial: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
+            failing: false,
             redial_at: None,
             next_ping: Instant::now(),
             shown,
@@ -315,10 +318,12 @@ impl Session {
         self.next_ping = now + self.timeout / 3;
         self.redial.reset();
         self.redial_at = None;
+        self.failing = false;
     }
 
     /// The thread's loop: answers calls, pings, and redials through `me` (its own input, for
-    /// the dialer's answer). Ends with `Close` or when the backend is dropped.
+    /// the dialer's answer). Ends with `Close`, which the backend sends when it is closed or
+    /// dropped.
     pub fn run(mut self, rx: Receiver<Input>, me: Sender<Input>, lost: Option<Notify>) {
         loop {
             let now = Instant::now();
@@ -353,9 +358,8 @@ impl Session {
             }
             let now = Instant::now();
             if self.conn.is_some() && now >= self.next_ping {
-                if let Err(e) = self.ping() {
-                    log::warn!("{}: {e}; reconnecting with backoff", self.shown);
-                }
+                // A failure is logged where the connection is dropped.
+                let _ = self.ping();
             }
             if self.conn.is_none() && !self.dialing && self.redial_at.is_none_or(|at| now >= at) {
                 self.start_dial(&me);
@@ -405,15 +409,26 @@ impl Session {
             }
             Err(e) => {
                 let pause = self.redial.pause();
-                log::debug!("{}: {e}; retry in {pause:?}", self.shown);
+                if self.failing {
+                    log::debug!("{}: {e}; retry in {pause:?}", self.shown);
+                } else {
+                    log::warn!(
+                        "{}: {e}; retrying with backoff up to {BACKOFF_MAX:?}",
+                        self.shown
+                    );
+                    self.failing = true;
+                }
                 self.redial_at = Some(now + pause);
             }
         }
     }
 
-    /// Drops a connection that failed; a session the server expired is not resumed.
+    /// Drops a connection that failed (logged once per loss); a session the server expired is
+    /// not resumed.
     fn lose(&mut self, e: &ZkError) {
-        self.conn = None;
+        if self.conn.take().is_some() {
+            log::warn!("{}: {e}; reconnecting with backoff", self.shown);
+        }
         if matches!(e, ZkError::Expired) {
             self.creds = Credentials::default();
         }
