@@ -44,10 +44,7 @@ pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
                         // lost.
                         engine_now.to_string()
                     });
-                let live_from = engine_now
-                    .saturating_add(LIVE_AFTER_S)
-                    .saturating_mul(1_000_000_000);
-                (since, live_from)
+                (since, live_from(date))
             }
             Err(e) => {
                 if !down_logged {
@@ -97,13 +94,7 @@ pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
                     {
                         last_nano = last_nano.max(Some(ev.time_nano));
                     }
-                    // A replayed event may be stale (a `die` of a container started again
-                    // since); a live one is news.
-                    let arrival = if ev.time_nano >= live_from {
-                        Arrival::Live
-                    } else {
-                        Arrival::Replayed
-                    };
+                    let arrival = arrival(ev.time_nano, live_from);
                     if tx.send(Msg::Event(ev, arrival)).is_err() {
                         return;
                     }
@@ -122,9 +113,57 @@ pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
     }
 }
 
+/// From when (ns since the epoch, on the engine's clock) an event is live: the engine's `Date`
+/// at the ping before subscribing, plus [`LIVE_AFTER_S`]. Without a `Date` the engine's clock is
+/// unknown (ours may differ from a remote engine's): every event counts as replayed.
+fn live_from(engine_date: Option<i64>) -> i64 {
+    engine_date.map_or(i64::MAX, |d| {
+        d.saturating_add(LIVE_AFTER_S).saturating_mul(1_000_000_000)
+    })
+}
+
+/// A replayed event may be stale (a `die` of a container started again since); a live one is
+/// news. An event without a stamp (0) is taken as replayed.
+fn arrival(time_nano: i64, live_from: i64) -> Arrival {
+    if time_nano > 0 && time_nano >= live_from {
+        Arrival::Live
+    } else {
+        Arrival::Replayed
+    }
+}
+
 fn local_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_after_the_subscription_are_live_and_earlier_ones_replayed() {
+        const S: i64 = 1_000_000_000;
+        let date = 1_795_273_445; // the engine's Date at the ping, in seconds
+        let from = live_from(Some(date));
+        assert_eq!(from, (date + LIVE_AFTER_S) * S);
+        // Replayed: before the ping, within its second, and within the margin after it.
+        for t in [
+            (date - 3600) * S,
+            date * S,
+            date * S + 999_999_999,
+            from - 1,
+        ] {
+            assert_eq!(arrival(t, from), Arrival::Replayed, "{t}");
+        }
+        // Live: from the end of the margin on.
+        for t in [from, from + 1, (date + 60) * S] {
+            assert_eq!(arrival(t, from), Arrival::Live, "{t}");
+        }
+        // No stamp, or no Date from the engine: replayed (checked with an inspect).
+        assert_eq!(arrival(0, from), Arrival::Replayed);
+        assert_eq!(arrival((date + 60) * S, live_from(None)), Arrival::Replayed);
+    }
 }

@@ -67,13 +67,15 @@ pub enum Msg {
     Shutdown,
 }
 
-/// Whether an event happened after the subscription it came on, or is replayed (`since=`, after
-/// a reconnect or at start-up).
+/// Whether an event happened after the subscription it came on, or may be replayed
+/// (`since=`, at start-up or after a reconnect); the event reader decides (see
+/// `watcher::arrival`: stamped from the engine's clock at subscription plus 2 s on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
     /// Stamped after the subscription: what it says is news.
     Live,
-    /// Stamped before it (or not stamped): the container may have changed since.
+    /// Stamped before it, not stamped, or from an engine without a `Date`: the container may
+    /// have changed since.
     Replayed,
 }
 
@@ -254,13 +256,8 @@ impl Bridge {
     }
 
     /// Applies one message and flushes the backend; false after `Shutdown`. The `-resync` and
-    /// `-ttl-refresh` timers start with the first message.
+    /// `-ttl-refresh` timers start when the first message (the first sync) is done.
     pub fn handle(&mut self, msg: Msg) -> bool {
-        if !self.started {
-            self.started = true;
-            self.next_resync = self.after(self.opts.resync);
-            self.next_refresh = self.after(self.opts.refresh);
-        }
         match msg {
             Msg::Event(ev, arrival) => self.event(ev, arrival),
             Msg::Sync => self.sync(Pass::Sync),
@@ -271,6 +268,11 @@ impl Bridge {
             }
         }
         self.flush();
+        if !self.started {
+            self.started = true;
+            self.next_resync = self.after(self.opts.resync);
+            self.next_refresh = self.after(self.opts.refresh);
+        }
         true
     }
 

@@ -43,6 +43,8 @@ struct Reg {
     by_name: bool,
     /// Keys whose registration is refused (an HTTP 400) while the registry is up.
     refuse: Vec<String>,
+    /// A registration takes this long on the worker's clock (a slow registry).
+    slow: Option<(Hand, Duration)>,
 }
 #[derive(Default, Clone)]
 struct Recorder(Arc<Mutex<Reg>>);
@@ -64,6 +66,9 @@ impl backend::Backend for Recorder {
         let key = self.key(s);
         let mut g = self.0.lock().unwrap();
         g.calls.push(format!("register {key}"));
+        if let Some((clock, took)) = &g.slow {
+            *clock.0.lock().unwrap() += *took;
+        }
         if g.down {
             return Err(down());
         }
@@ -746,4 +751,41 @@ fn a_registry_that_lost_its_entries_gets_every_wanted_service_again() {
     w.retry();
     assert_eq!(w.ids(), ["h:a:80", "h:b:80", "h:c:80"]);
     assert!(w.bridge.outbox.is_empty());
+}
+
+#[test]
+fn a_retry_counts_from_when_the_failed_call_ended() {
+    let mut w = World::new(Deregister::Always);
+    let took = Duration::from_secs(10);
+    {
+        let mut g = w.reg.0.lock().unwrap();
+        g.refuse = vec!["h:a:80".into()];
+        g.slow = Some((w.clock.clone(), took));
+    }
+    let before = w.now();
+    w.start("a", "a", &[]);
+    assert_eq!(w.now(), before + took, "the call took the registry's time");
+    assert_eq!(
+        w.bridge.next_due(),
+        Some(before + took + RETRY_MIN),
+        "not from before the call"
+    );
+}
+
+#[test]
+fn resync_starts_counting_when_the_first_sync_is_done() {
+    let mut w = World::with(Options {
+        resync: Some(Duration::from_secs(5)),
+        ..Options::default()
+    });
+    w.create("a", "a", &[], None);
+    let took = Duration::from_secs(8);
+    w.reg.0.lock().unwrap().slow = Some((w.clock.clone(), took));
+    let before = w.now();
+    assert!(w.handle(Msg::Sync));
+    assert_eq!(
+        w.bridge.next_due(),
+        Some(before + took + Duration::from_secs(5)),
+        "a sync longer than -resync is not followed by another at once"
+    );
 }

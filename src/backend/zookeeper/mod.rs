@@ -39,6 +39,8 @@ pub struct ZooKeeper {
     session: Option<Sender<Input>>,
     /// Told when a new session replaced the one the nodes were in.
     lost: Option<Notify>,
+    /// A session thread was started before.
+    started: bool,
 }
 
 /// The node body (spec 6.5).
@@ -87,6 +89,7 @@ impl ZooKeeper {
             addrs,
             session: None,
             lost: None,
+            started: false,
             base: if base.is_empty() {
                 String::new()
             } else {
@@ -133,6 +136,7 @@ impl ZooKeeper {
             .map_err(|e| ZkError::Protocol(format!("cannot start the session thread: {e}")))?;
         log::debug!("{}: session thread started (session 0x{id:x})", self.shown);
         self.session = Some(tx);
+        self.started = true;
         Ok(())
     }
 }
@@ -150,7 +154,16 @@ impl Drop for ZooKeeper {
 impl Backend for ZooKeeper {
     fn ping(&mut self) -> Result<(), Error> {
         let result = match self.session {
-            None => self.start(),
+            None => {
+                let again = self.started;
+                self.start().map(|()| {
+                    // A session thread that is gone took its session along: the worker
+                    // registers everything in the new one.
+                    if let (true, Some(notify)) = (again, &self.lost) {
+                        notify();
+                    }
+                })
+            }
             Some(_) => self.call(Request::Ping).map(|_| ()),
         };
         result.map_err(|e| self.err("ping", e))
