@@ -51,6 +51,12 @@ impl Mirror {
         before
     }
 
+    /// A service whose registration is followed by a report: its check mirrors a container
+    /// whose health is known.
+    pub fn mirrors(&self, s: &Service) -> bool {
+        docker_check(s) && self.contains(&s.container_id)
+    }
+
     pub fn forget(&mut self, container: &str) {
         self.mirrored.remove(container);
         if self.mirrored.is_empty() {

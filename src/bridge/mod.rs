@@ -283,9 +283,11 @@ impl Bridge {
 
     /// Sends one change through the outbox; a registration the registry took gets its health.
     fn send(&mut self, op: Op) {
+        // Kept for the report only where there is one to make (no copy on the event path
+        // otherwise).
         let registered = match &op {
-            Op::Register { service, .. } => Some(service.clone()),
-            Op::Deregister(_) => None,
+            Op::Register { service, .. } if self.health.mirrors(service) => Some(service.clone()),
+            _ => None,
         };
         let (be, clock) = (self.backend.as_mut(), self.clock.as_ref());
         if self.outbox.send(be, op, clock) == Delivery::Made {
