@@ -80,7 +80,7 @@ impl Mirror {
         h: Health,
         clock: &dyn Clock,
     ) {
-        if outbox.is_down() || outbox.is_pending(&be.key(s)) {
+        if outbox.is_down() || outbox.is_pending_for(be, s) {
             return;
         }
         match be.check(s, h) {

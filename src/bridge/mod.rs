@@ -461,7 +461,7 @@ impl Bridge {
         self.deregister(id, &dropped);
         for s in &services {
             let known = old.contains(s);
-            if known && !pass.resend() && !self.outbox.is_pending(&self.backend.key(s)) {
+            if known && !pass.resend() && !self.outbox.is_pending_for(self.backend.as_ref(), s) {
                 // Registered already; only a changed health is news for its check.
                 if let Some(h) = mirrored.filter(|&h| docker_check(s) && before != Some(h)) {
                     let be = self.backend.as_mut();

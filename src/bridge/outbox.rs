@@ -150,6 +150,12 @@ impl Outbox {
         self.position(key).is_some()
     }
 
+    /// A change to this service's registry entry is waiting; its key is only worked out when
+    /// anything waits at all (on the event path, nothing does).
+    pub fn is_pending_for(&self, be: &dyn Backend, s: &Service) -> bool {
+        !self.pending.is_empty() && self.is_pending(&be.key(s))
+    }
+
     /// How many changes wait.
     pub fn len(&self) -> usize {
         self.pending.len()

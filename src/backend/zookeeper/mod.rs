@@ -129,12 +129,10 @@ impl ZooKeeper {
         let (tx, rx) = mpsc::channel();
         let me = tx.clone();
         let lost = self.lost.clone();
-        let id = s.id();
         thread::Builder::new()
             .name("zookeeper".into())
             .spawn(move || s.run(rx, me, lost))
             .map_err(|e| ZkError::Protocol(format!("cannot start the session thread: {e}")))?;
-        log::debug!("{}: session thread started (session 0x{id:x})", self.shown);
         self.session = Some(tx);
         self.started = true;
         Ok(())

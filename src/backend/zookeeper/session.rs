@@ -306,10 +306,6 @@ impl Session {
         s
     }
 
-    pub fn id(&self) -> i64 {
-        self.creds.id
-    }
-
     fn install(&mut self, d: Dialed, now: Instant) {
         self.next_addr = d.at;
         self.creds = d.session;
