@@ -75,6 +75,14 @@ impl Backend for Consul {
         }
     }
 
+    /// The agent API keeps nothing between calls: a lane is the same client on a connection
+    /// of its own (ureq's pool gives each call in flight its own kept-alive connection).
+    fn lane(&self) -> Option<Box<dyn Backend>> {
+        Some(Box::new(Consul {
+            http: self.http.clone(),
+        }))
+    }
+
     fn has_checks(&self) -> bool {
         true
     }

@@ -94,6 +94,7 @@ pub fn shorten(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+#[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     /// `http://host:port`, `https://host:port`, or `http://127.0.0.1` for a socket.

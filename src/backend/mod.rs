@@ -47,6 +47,13 @@ pub trait Backend: Send {
     fn key(&self, service: &Service) -> String {
         service.id.clone()
     }
+    /// Another handle on the same registry, with a connection of its own, for calls made on
+    /// another thread at the same time as this handle's (a sync's registrations, see
+    /// `bridge::lanes`). Only backends whose register and deregister keep no state between
+    /// calls offer one; the default is `None`: every call stays on this handle.
+    fn lane(&self) -> Option<Box<dyn Backend>> {
+        None
+    }
     /// Whether [`Backend::check`] does anything (Consul): the worker only keeps reporting
     /// Docker health where it does.
     fn has_checks(&self) -> bool {

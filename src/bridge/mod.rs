@@ -17,6 +17,7 @@
 //! the registry is unreachable.
 
 pub mod health;
+pub mod lanes;
 pub mod outbox;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use self::health::{docker_check, Mirror};
+use self::lanes::{Done, Lanes, LANES};
 use self::outbox::{Delivery, Op, Outbox};
 use crate::backend::{Backend, Health};
 use crate::cli::Deregister;
@@ -133,6 +135,11 @@ pub struct Bridge {
     withheld: HashMap<String, String>,
     health: Mirror,
     outbox: Outbox,
+    /// Registry calls in flight at once during a sync; started at the first sync with more than
+    /// two containers, `None` for backends that offer no lanes. In use only while `syncing`.
+    lanes: Option<Lanes>,
+    lanes_tried: bool,
+    syncing: bool,
     /// `-cleanup` could not run at the last sync (registry down, listing or inspect failed):
     /// it runs at the next sync, or when the registry is back.
     cleanup_due: bool,
@@ -174,6 +181,9 @@ impl Bridge {
             withheld: HashMap::new(),
             health: Mirror::default(),
             outbox: Outbox::default(),
+            lanes: None,
+            lanes_tried: false,
+            syncing: false,
             cleanup_due: false,
             next_resync: None,
             next_refresh: None,
@@ -282,18 +292,73 @@ impl Bridge {
     }
 
     /// Sends one change through the outbox; a registration the registry took gets its health.
+    /// During a sync the call is made on a lane, if the backend has them, and settled when it
+    /// finishes.
     fn send(&mut self, op: Op) {
-        // Kept for the report only where there is one to make (no copy on the event path
-        // otherwise).
-        let registered = match &op {
-            Op::Register { service, .. } if self.health.mirrors(service) => Some(service.clone()),
-            _ => None,
-        };
+        if self.syncing && self.lanes.is_some() {
+            return self.send_on_lane(op);
+        }
+        let registered = self.mirrored(&op);
         let (be, clock) = (self.backend.as_mut(), self.clock.as_ref());
         if self.outbox.send(be, op, clock) == Delivery::Made {
             if let Some(s) = registered {
                 self.health.registered(be, &mut self.outbox, &s, clock);
             }
+        }
+    }
+
+    /// The service of a registration whose health is mirrored to its check: reported once the
+    /// registry has it. Copied only where there is a report to make.
+    fn mirrored(&self, op: &Op) -> Option<Service> {
+        match op {
+            Op::Register { service, .. } if self.health.mirrors(service) => Some(service.clone()),
+            _ => None,
+        }
+    }
+
+    /// [`Bridge::send`] during a sync with lanes: a change to an entry already in flight waits
+    /// for it, so each entry's changes reach the registry in order.
+    fn send_on_lane(&mut self, op: Op) {
+        let Some(lanes) = self.lanes.as_mut() else {
+            return;
+        };
+        let key = self.backend.key(op.service());
+        let finished = lanes.wait_for(&key);
+        self.settle(finished);
+        let Ok(ready) = self.outbox.admit(key, op, self.clock.as_ref()) else {
+            return;
+        };
+        let Some(ready) = self.lanes.as_mut().and_then(|l| l.submit(ready)) else {
+            return;
+        };
+        // Every lane busy: made here meanwhile, a call more in flight.
+        let registered = self.mirrored(ready.op());
+        let (be, clock) = (self.backend.as_mut(), self.clock.as_ref());
+        if self.outbox.attempt(be, ready, clock) == Delivery::Made {
+            if let Some(s) = registered {
+                self.health.registered(be, &mut self.outbox, &s, clock);
+            }
+        }
+    }
+
+    /// Settles changes a lane made, as [`Bridge::send`] does its own.
+    fn settle(&mut self, finished: Vec<Done>) {
+        for Done { change, outcome } in finished {
+            let registered = self.mirrored(change.op());
+            let (be, clock) = (self.backend.as_mut(), self.clock.as_ref());
+            if self.outbox.settle(be, change, outcome, clock) == Delivery::Made {
+                if let Some(s) = registered {
+                    self.health.registered(be, &mut self.outbox, &s, clock);
+                }
+            }
+        }
+    }
+
+    /// Waits for the calls of a sync still in flight and settles them.
+    fn settle_all(&mut self) {
+        if let Some(lanes) = self.lanes.as_mut() {
+            let finished = lanes.wait_all();
+            self.settle(finished);
         }
     }
 
@@ -564,6 +629,14 @@ impl Bridge {
     /// running any more (as their `die` would have). With `-cleanup`, then removes this host's
     /// services of containers that do not run.
     fn sync(&mut self, pass: Pass) {
+        self.syncing = true;
+        self.sync_containers(pass);
+        self.syncing = false;
+        self.settle_all();
+    }
+
+    /// [`Bridge::sync`]'s work, its registry calls on lanes.
+    fn sync_containers(&mut self, pass: Pass) {
         let running = match self.docker.running() {
             Ok(r) => r,
             Err(e) => {
@@ -572,6 +645,11 @@ impl Bridge {
             }
         };
         log::debug!("sync: {} running containers", running.len());
+        // Lanes are worth their thread only once there is more than a call or two to make.
+        if !self.lanes_tried && running.len() > 2 {
+            self.lanes_tried = true;
+            self.lanes = Lanes::start(self.backend.as_ref(), LANES);
+        }
         let mut names = HashSet::new();
         let mut complete = true;
         for (i, id) in running.iter().enumerate() {
@@ -621,6 +699,8 @@ impl Bridge {
             }
         }
         if self.opts.cleanup {
+            // What the registry holds is listed once every registration has been made.
+            self.settle_all();
             if complete {
                 self.cleanup(&names);
             } else {

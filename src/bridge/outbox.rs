@@ -26,6 +26,13 @@ pub const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Longest pause between two pings of a registry that is unreachable: how late at most the
 /// daemon notices that it is back.
 pub const OUTAGE_PING_MAX: Duration = Duration::from_secs(5);
+/// A call that failed after waiting this long got no answer (a black hole, a half-open
+/// connection, a timeout): the registry counts as unreachable at once, without a ping that
+/// would wait as long again.
+pub const NO_ANSWER: Duration = Duration::from_secs(2);
+/// A call that succeeded but took this long: the registry is slow (logged once until a call is
+/// quick again).
+pub const SLOW: Duration = Duration::from_secs(1);
 
 /// One change to the registry.
 #[derive(Debug, Clone)]
@@ -100,6 +107,45 @@ impl Pending {
     }
 }
 
+/// A change to make now ([`Outbox::admit`]), on the worker's connection or on a lane; what the
+/// registry says goes back to [`Outbox::settle`].
+#[derive(Debug)]
+pub struct Ready {
+    key: String,
+    p: Pending,
+}
+
+impl Ready {
+    /// The registry entry it changes ([`Backend::key`]).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn op(&self) -> &Op {
+        &self.p.op
+    }
+
+    /// The registry call, and how long it took by `now` (read before and after).
+    pub fn call(&self, be: &mut dyn Backend, now: impl Fn() -> Instant) -> Outcome {
+        let t0 = now();
+        let result = match &self.p.op {
+            Op::Register { service, .. } => be.register(service),
+            Op::Deregister(service) => be.deregister(service),
+        };
+        Outcome {
+            result,
+            took: now().saturating_duration_since(t0),
+        }
+    }
+}
+
+/// What the registry said to a call, and after how long.
+#[derive(Debug)]
+pub struct Outcome {
+    pub result: Result<(), crate::backend::Error>,
+    pub took: Duration,
+}
+
 /// Something tried again on a schedule (a ping during an outage, a flush).
 #[derive(Debug)]
 struct Retry {
@@ -137,6 +183,8 @@ pub struct Outbox {
     outage: Option<Outage>,
     /// The backend's last flush failed (the file could not be written): tried again.
     unflushed: Option<Retry>,
+    /// The last call that succeeded took [`SLOW`] or more (and that was logged).
+    slow: bool,
 }
 
 impl Outbox {
@@ -175,6 +223,12 @@ impl Outbox {
         [flush, calls].into_iter().flatten().min()
     }
 
+    /// The registry's last successful call took [`SLOW`] or more.
+    #[cfg(test)]
+    pub fn is_slow(&self) -> bool {
+        self.slow
+    }
+
     /// The registry entries with a change waiting, in order.
     #[cfg(test)]
     pub fn keys(&self) -> Vec<&str> {
@@ -204,9 +258,19 @@ impl Outbox {
     /// one's backoff.
     pub fn send(&mut self, be: &mut dyn Backend, op: Op, clock: &dyn Clock) -> Delivery {
         let key = be.key(op.service());
+        match self.admit(key, op, clock) {
+            Ok(ready) => self.attempt(be, ready, clock),
+            Err(delivery) => delivery,
+        }
+    }
+
+    /// What [`Outbox::send`] decides before the call: `Ok` with the change to make now (on the
+    /// worker's connection, [`Outbox::attempt`], or on a lane, then [`Outbox::settle`]), or
+    /// what became of it instead. `key` is the service's [`Backend::key`].
+    pub fn admit(&mut self, key: String, op: Op, clock: &dyn Clock) -> Result<Ready, Delivery> {
         if let Some(i) = self.position(&key) {
             if self.pending[i].1.op.same(&op) {
-                return Delivery::Waiting;
+                return Err(Delivery::Waiting);
             }
         }
         let before = self.take(&key);
@@ -215,31 +279,47 @@ impl Outbox {
             && !self.in_registry.contains(&key)
         {
             log::debug!("dropped: {} (never reached the registry)", op.service().id);
-            return Delivery::Dropped;
+            return Err(Delivery::Dropped);
         }
         if self.is_down() {
             log::debug!("queued until the registry is back: {}", op.service().id);
             self.keep(key, Pending::new(op, clock.now()));
-            return Delivery::Queued;
+            return Err(Delivery::Queued);
         }
-        self.attempt(be, key, Pending::new(op, clock.now()), clock)
+        Ok(self.ready(key, Pending::new(op, clock.now())))
     }
 
-    /// One try of a change; a failure is kept with its backoff, and a ping tells whether the
-    /// registry is down as a whole (then everything waits for it).
-    fn attempt(
+    /// A change about to be tried: a registration counts as in the registry from now on (a
+    /// timeout may come after the registry wrote it).
+    fn ready(&mut self, key: String, p: Pending) -> Ready {
+        if let Op::Register { .. } = p.op {
+            self.in_registry.insert(key.clone());
+        }
+        Ready { key, p }
+    }
+
+    /// One try of a change on the worker's connection; see [`Outbox::settle`].
+    pub fn attempt(&mut self, be: &mut dyn Backend, ready: Ready, clock: &dyn Clock) -> Delivery {
+        let outcome = ready.call(be, || clock.now());
+        self.settle(be, ready, outcome, clock)
+    }
+
+    /// What the registry said to one try of a change: a failure is kept with its backoff, and
+    /// a ping (on `be`, the worker's connection) tells whether the registry is down as a whole
+    /// (then everything waits for it); a failure that came only after [`NO_ANSWER`] says so
+    /// itself.
+    pub fn settle(
         &mut self,
         be: &mut dyn Backend,
-        key: String,
-        p: Pending,
+        ready: Ready,
+        outcome: Outcome,
         clock: &dyn Clock,
     ) -> Delivery {
-        let (result, verb) = match &p.op {
-            Op::Register { service, .. } => {
-                self.in_registry.insert(key.clone());
-                (be.register(service), "register")
-            }
-            Op::Deregister(service) => (be.deregister(service), "deregister"),
+        let Ready { key, p } = ready;
+        let Outcome { result, took } = outcome;
+        let verb = match p.op {
+            Op::Register { .. } => "register",
+            Op::Deregister(_) => "deregister",
         };
         match result {
             Ok(()) => {
@@ -247,6 +327,7 @@ impl Outbox {
                     self.in_registry.remove(&key);
                 }
                 delivered(&p.op, p.tries);
+                self.timed(verb, &p.op, took);
                 Delivery::Made
             }
             Err(e) => {
@@ -262,9 +343,27 @@ impl Outbox {
                     log::debug!("{verb} failed: {e} (try {tries}; next in {delay:?})");
                 }
                 self.keep(key, p);
-                self.probe(be, clock);
+                if took >= NO_ANSWER {
+                    self.down(&format!("no answer in {took:.1?}"), clock);
+                } else {
+                    self.probe(be, clock);
+                }
                 Delivery::Failed
             }
+        }
+    }
+
+    /// Says once when the registry turns slow, and once when it is quick again.
+    fn timed(&mut self, verb: &str, op: &Op, took: Duration) {
+        if took >= SLOW && !self.slow {
+            self.slow = true;
+            log::warn!(
+                "registry slow: {verb} {} took {took:.1?}; changes wait behind its calls",
+                op.service().id
+            );
+        } else if took < SLOW && self.slow {
+            self.slow = false;
+            log::info!("registry answering promptly again ({verb} took {took:.1?})");
         }
     }
 
@@ -274,15 +373,23 @@ impl Outbox {
             return;
         }
         if let Err(e) = be.ping() {
-            let now = clock.now();
-            log::warn!(
-                "registry unreachable ({e}); holding changes and retrying with backoff up to {OUTAGE_PING_MAX:?}"
-            );
-            self.outage = Some(Outage {
-                since: now,
-                ping: Retry::start(now, OUTAGE_PING_MAX),
-            });
+            self.down(&e.to_string(), clock);
         }
+    }
+
+    /// An outage begins: every change waits for a ping to succeed.
+    fn down(&mut self, why: &str, clock: &dyn Clock) {
+        if self.is_down() {
+            return;
+        }
+        let now = clock.now();
+        log::warn!(
+            "registry unreachable ({why}); holding changes and retrying with backoff up to {OUTAGE_PING_MAX:?}"
+        );
+        self.outage = Some(Outage {
+            since: now,
+            ping: Retry::start(now, OUTAGE_PING_MAX),
+        });
     }
 
     /// During an outage, when its ping is due: pings. `Some` when the registry answers again;
@@ -354,7 +461,8 @@ impl Outbox {
             Op::Register { service, .. } => Some(service.clone()),
             Op::Deregister(_) => None,
         };
-        match self.attempt(be, key.to_string(), p, clock) {
+        let ready = self.ready(key.to_string(), p);
+        match self.attempt(be, ready, clock) {
             Delivery::Made => service,
             _ => None,
         }

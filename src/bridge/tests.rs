@@ -1,7 +1,8 @@
 //! The worker's unit tests: a table engine and a recording registry, time moved by hand.
 
 use super::health::REPORT_EVERY;
-use super::outbox::{RETRY_MAX, RETRY_MIN};
+use super::lanes::{Lanes, LANES};
+use super::outbox::{Op, Outbox, RETRY_MAX, RETRY_MIN};
 use super::*;
 use crate::backend;
 use std::collections::BTreeMap;
@@ -45,6 +46,12 @@ struct Reg {
     refuse: Vec<String>,
     /// A registration takes this long on the worker's clock (a slow registry).
     slow: Option<(Hand, Duration)>,
+    /// Offers lanes (a handle per thread, as Consul does).
+    lanes: bool,
+    /// A registration takes this long for real (calls on lanes overlap).
+    nap: Option<Duration>,
+    in_flight: usize,
+    max_in_flight: usize,
 }
 #[derive(Default, Clone)]
 struct Recorder(Arc<Mutex<Reg>>);
@@ -64,7 +71,17 @@ impl backend::Backend for Recorder {
     }
     fn register(&mut self, s: &Service) -> Result<(), backend::Error> {
         let key = self.key(s);
+        let nap = {
+            let mut g = self.0.lock().unwrap();
+            g.in_flight += 1;
+            g.max_in_flight = g.max_in_flight.max(g.in_flight);
+            g.nap
+        };
+        if let Some(d) = nap {
+            std::thread::sleep(d);
+        }
         let mut g = self.0.lock().unwrap();
+        g.in_flight -= 1;
         g.calls.push(format!("register {key}"));
         if let Some((clock, took)) = &g.slow {
             *clock.0.lock().unwrap() += *took;
@@ -97,6 +114,10 @@ impl backend::Backend for Recorder {
     }
     fn has_checks(&self) -> bool {
         true
+    }
+    fn lane(&self) -> Option<Box<dyn backend::Backend>> {
+        let lanes = self.0.lock().unwrap().lanes;
+        lanes.then(|| Box::new(self.clone()) as Box<dyn backend::Backend>)
     }
     fn check(&mut self, s: &Service, h: Health) -> Result<(), backend::Error> {
         let mut g = self.0.lock().unwrap();
@@ -788,4 +809,147 @@ fn resync_starts_counting_when_the_first_sync_is_done() {
         Some(before + took + Duration::from_secs(5)),
         "a sync longer than -resync is not followed by another at once"
     );
+}
+
+#[test]
+fn a_sync_registers_on_lanes_and_a_die_that_came_meanwhile_follows_the_registration() {
+    let mut w = World::new(Deregister::Always);
+    {
+        let mut g = w.reg.0.lock().unwrap();
+        g.lanes = true;
+        g.nap = Some(Duration::from_millis(20));
+    }
+    for i in 0..6 {
+        w.create(&format!("c{i}"), &format!("web{i}"), &[], None);
+    }
+    // The sync, and the die of the last container to be registered, queued behind it as the
+    // event reader would queue it while the sync runs.
+    let (tx, rx) = std::sync::mpsc::channel();
+    tx.send(Msg::Sync).unwrap();
+    let die = Event {
+        action: Action::Die,
+        id: "c5".into(),
+        time_nano: 1,
+        exit_code: Some(0),
+    };
+    tx.send(Msg::Event(die, Arrival::Live)).unwrap();
+    tx.send(Msg::Shutdown).unwrap();
+    w.bridge.run(rx);
+    let g = w.reg.0.lock().unwrap();
+    assert_eq!(
+        g.max_in_flight,
+        LANES + 1,
+        "the lanes' and the worker's calls overlapped"
+    );
+    let at = |call: &str| g.calls.iter().position(|c| c == call).expect(call);
+    assert!(at("register h:web5:80") < at("deregister h:web5:80"));
+    let held: Vec<&str> = g.held.keys().map(String::as_str).collect();
+    assert_eq!(
+        held,
+        [
+            "h:web0:80",
+            "h:web1:80",
+            "h:web2:80",
+            "h:web3:80",
+            "h:web4:80"
+        ]
+    );
+}
+
+#[test]
+fn a_second_change_to_an_entry_waits_for_the_one_in_flight() {
+    let reg = Recorder::default();
+    {
+        let mut g = reg.0.lock().unwrap();
+        g.lanes = true;
+        g.nap = Some(Duration::from_millis(30));
+    }
+    let mut lanes = Lanes::start(&reg, 2).unwrap();
+    let mut outbox = Outbox::default();
+    let clock = SystemClock;
+    let svc = |id: &str| Service {
+        id: id.into(),
+        ..Service::default()
+    };
+    for id in ["a", "b"] {
+        let op = Op::Register {
+            service: svc(id),
+            known: false,
+        };
+        assert!(lanes.wait_for(id).is_empty(), "nothing in flight for it");
+        let ready = outbox.admit(id.into(), op, &clock).unwrap();
+        assert!(lanes.submit(ready).is_none());
+    }
+    // Both lanes busy: a third change comes back, to be made by the worker.
+    let op = Op::Register {
+        service: svc("c"),
+        known: false,
+    };
+    let ready = outbox.admit("c".into(), op, &clock).unwrap();
+    assert!(lanes.submit(ready).is_some());
+    // What the worker does before a change to "a": wait for the one in flight.
+    let done = lanes.wait_for("a");
+    assert!(done.iter().any(|d| d.change.key() == "a"));
+    assert_eq!(
+        reg.0.lock().unwrap().held.get("a").map(String::as_str),
+        Some("")
+    );
+    let rest = lanes.wait_all();
+    assert_eq!(done.len() + rest.len(), 2);
+}
+
+#[test]
+fn a_registry_down_during_a_sync_on_lanes_holds_the_rest_and_converges() {
+    let mut w = World::new(Deregister::Always);
+    w.reg.0.lock().unwrap().lanes = true;
+    for i in 0..8 {
+        w.create(&format!("c{i}"), &format!("web{i}"), &[], None);
+    }
+    w.down(true);
+    assert!(w.handle(Msg::Sync));
+    let calls = w.calls();
+    let tried = calls.iter().filter(|c| c.starts_with("register")).count();
+    assert!(
+        (1..=LANES + 1).contains(&tried),
+        "only the calls in flight before the outage was known: {calls:?}"
+    );
+    assert!(w.bridge.outbox.is_down());
+    assert_eq!(w.bridge.outbox.len(), 8, "every registration held");
+    w.down(false);
+    w.retry();
+    assert_eq!(w.ids().len(), 8);
+    assert!(w.bridge.outbox.is_empty());
+}
+
+#[test]
+fn a_call_that_got_no_answer_starts_an_outage_without_waiting_for_a_ping() {
+    let mut w = World::new(Deregister::Always);
+    w.start("a", "a", &[]);
+    w.calls();
+    // A black hole: the call fails only when its timeout ends.
+    w.reg.0.lock().unwrap().slow = Some((w.clock.clone(), super::outbox::NO_ANSWER));
+    w.down(true);
+    w.start("b", "b", &[]);
+    assert_eq!(w.calls(), ["register h:b:80"], "no ping after it");
+    assert!(w.bridge.outbox.is_down());
+    // A quick failure (refused) is told from a registry down by a ping, as before.
+    let mut w = World::new(Deregister::Always);
+    w.down(true);
+    w.start("b", "b", &[]);
+    assert_eq!(w.calls(), ["register h:b:80", "ping"]);
+}
+
+#[test]
+fn a_slow_registry_is_said_once_and_not_taken_for_a_failing_one() {
+    let mut w = World::new(Deregister::Always);
+    w.reg.0.lock().unwrap().slow = Some((w.clock.clone(), super::outbox::SLOW * 2));
+    for i in 0..5 {
+        w.start(&format!("c{i}"), &format!("web{i}"), &[]);
+    }
+    assert_eq!(w.ids().len(), 5, "slow calls still succeed");
+    assert!(!w.bridge.outbox.is_down());
+    assert!(w.bridge.outbox.is_slow(), "noted (and logged) once");
+    w.reg.0.lock().unwrap().slow = None;
+    w.start("c9", "web9", &[]);
+    assert!(!w.bridge.outbox.is_slow(), "quick again");
 }
