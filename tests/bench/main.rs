@@ -3,7 +3,11 @@
 //!
 //! ```text
 //! bench --bin PATH [--short] [--peer COMMAND] [--size LABEL=PATH]... [--strict]
+//! bench --bin PATH --scale | --counts N,N,...
 //! ```
+//!
+//! `--scale` (or `--counts` with the sizes) measures how cost grows with the containers
+//! running instead: see `scale.rs`.
 //!
 //! What it measures, for our daemon (and for `--peer`, the same workload against another
 //! registrator-compatible command, split on spaces, to which `-ip 127.0.0.1 consul://ADDR` is
@@ -33,6 +37,7 @@
 //! `docker` CLI, so no CLI process competes for the 2 cores while a path is measured.
 
 mod http;
+mod scale;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -83,6 +88,8 @@ struct Opts {
     short: bool,
     strict: bool,
     sizes: Vec<(String, String)>,
+    /// `--scale`: the numbers of containers to measure at instead of the usual run.
+    scale: Option<Vec<usize>>,
 }
 
 fn args() -> Res<Opts> {
@@ -92,6 +99,7 @@ fn args() -> Res<Opts> {
         short: false,
         strict: false,
         sizes: Vec::new(),
+        scale: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -101,6 +109,15 @@ fn args() -> Res<Opts> {
             "--peer" => o.peer = Some(value()?),
             "--short" => o.short = true,
             "--strict" => o.strict = true,
+            "--scale" => o.scale = Some(vec![100, 250, 500, 1000]),
+            "--counts" => {
+                let v = value()?;
+                let counts = v
+                    .split(',')
+                    .map(|x| x.trim().parse().map_err(|_| format!("--counts: {x:?}")))
+                    .collect::<Res<Vec<usize>>>()?;
+                o.scale = Some(counts);
+            }
             "--size" => {
                 let v = value()?;
                 let (label, path) = v.split_once('=').ok_or("--size LABEL=PATH")?;
@@ -197,6 +214,10 @@ fn run() -> Res<()> {
     cleanup(&env, &mut consul)?;
 
     let ours_cmd = vec![opts.bin.clone()];
+    if let Some(counts) = &opts.scale {
+        eprintln!("bench: scale: registrator {} at {counts:?}", opts.bin);
+        return scale::run(&env, &ours_cmd, counts, &events, &mut consul, &driver);
+    }
     eprintln!("bench: registrator {}", opts.bin);
     let ours = subject(
         &env,
@@ -484,6 +505,9 @@ fn judge(mut r: Report) -> Report {
         o.sync_s,
         1.2 * r.sync_containers as f64 * f.start_to_visible_ms.median / 1000.0,
     );
+    if let Some(p) = &r.peer {
+        check("start-up sync / peer's", o.sync_s / p.sync_s, 0.6);
+    }
     check(
         "VmHWM with containers registered (KiB)",
         o.mem_idle_synced.hwm_kib.max(o.mem_after_burst.hwm_kib) as f64,
