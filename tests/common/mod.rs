@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod fault;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::net::{UnixListener, UnixStream};
