@@ -331,7 +331,7 @@ impl Bridge {
         let Some(ready) = self.lanes.as_mut().and_then(|l| l.submit(ready)) else {
             return;
         };
-        // Every lane busy: made here meanwhile, a call more in flight.
+        // No lane left (it cannot happen short of a panic in a backend): made here.
         let registered = self.mirrored(ready.op());
         let (be, clock) = (self.backend.as_mut(), self.clock.as_ref());
         if self.outbox.attempt(be, ready, clock) == Delivery::Made {
