@@ -8,6 +8,8 @@
 #                                     command too (run as CMD ARGS -ip 127.0.0.1 consul://ADDR),
 #                                     side by side with ratios
 #   tests/bench.sh --strict           full mode exits 1 when a target is missed
+#   tests/bench.sh --scale            how cost grows with 100 to 1,000 containers running (by hand;
+#                                     --counts N,N,... for other sizes)
 #
 # It builds the static x86_64 musl release binaries the way cross/build.sh builds every
 # release (all features, the one measured; all without tls and consul only, for their sizes),
@@ -31,6 +33,10 @@ build consul-only consul
 log "building the benchmark"
 cargo bench -q --bench bench --no-run 2>/dev/null || cargo bench --bench bench --no-run
 
+# --scale runs up to 1,000 containers: the private bridge gets a /20 instead of its /24.
+case " $* " in
+*" --scale "* | *" --counts "*) export RGTR_BRIDGE_CIDR=${RGTR_BRIDGE_CIDR:-10.213.64.1/20} ;;
+esac
 dir=$(mktemp -d /tmp/rgtr-bench.XXXXXX)
 cleanup() {
     # Daemons the benchmark spawned and did not stop (it exited early): they are its children
