@@ -754,28 +754,17 @@ fn subject(
     let names: Vec<String> = (0..plan.sync).map(|i| format!("bench-sync-{i}")).collect();
     start_all(env, &names, plan.group)?;
     let want: BTreeSet<String> = names.iter().map(|n| service_id(env, n)).collect();
-    let mut last: Option<Daemon> = None;
-    let mut n = 0;
-    s.sync_rounds = sync_rounds(plan.rounds, &mut s.sync_repeated, || {
-        if let Some(d) = last.take() {
-            d.stop()?;
-        }
-        clear(consul)?;
-        quiet();
-        let cpu = cpu_ticks()?;
-        let t0 = Instant::now();
-        let mut d = Daemon::spawn(env, command, &format!("{label}-sync-{n}"))?;
-        n += 1;
-        wait_set(consul, &want, t0, Some(&mut d))?;
-        let s = round3(t0.elapsed().as_secs_f64());
-        last = Some(d);
-        Ok(Round {
-            s,
-            steal_pct: steal_since(cpu)?,
-        })
-    })?;
+    let (rounds, mut d) = daemon_syncs(
+        env,
+        command,
+        &format!("{label}-sync"),
+        plan.rounds,
+        &want,
+        consul,
+        &mut s.sync_repeated,
+    )?;
+    s.sync_rounds = rounds;
     s.sync_s = stats(s.sync_rounds.iter().map(|r| r.s).collect()).median;
-    let mut d = last.ok_or("no start-up sync round")?;
     settle(&mut d)?;
     s.mem_idle_synced = d.mem()?;
     eprintln!("bench: {label}: idle for {} s", plan.idle.as_secs());
@@ -787,6 +776,40 @@ fn subject(
     d.stop()?;
     cleanup(env, consul)?;
     Ok(s)
+}
+
+/// `rounds` start-up syncs of a daemon started afresh each time, until Consul holds `want`
+/// (see [`sync_rounds`]); the rounds kept, and the daemon of the last, still running.
+fn daemon_syncs(
+    env: &Env,
+    command: &[String],
+    label: &str,
+    rounds: usize,
+    want: &BTreeSet<String>,
+    consul: &mut Consul,
+    repeated: &mut Vec<Round>,
+) -> Res<(Vec<Round>, Daemon)> {
+    let mut last: Option<Daemon> = None;
+    let mut n = 0;
+    let kept = sync_rounds(rounds, repeated, || {
+        if let Some(d) = last.take() {
+            d.stop()?;
+        }
+        clear(consul)?;
+        quiet();
+        let cpu = cpu_ticks()?;
+        let t0 = Instant::now();
+        let mut d = Daemon::spawn(env, command, &format!("{label}-{n}"))?;
+        n += 1;
+        wait_set(consul, want, t0, Some(&mut d))?;
+        let s = round3(t0.elapsed().as_secs_f64());
+        last = Some(d);
+        Ok(Round {
+            s,
+            steal_pct: steal_since(cpu)?,
+        })
+    })?;
+    Ok((kept, last.ok_or("no start-up sync round")?))
 }
 
 /// Polls until Consul holds exactly `want`, for the start-up syncs. Each poll asks for one
@@ -1090,8 +1113,18 @@ impl Driver {
     fn start(sock: &str) -> Res<Driver> {
         let mut c = Conn::unix(sock).map_err(|e| format!("engine {sock}: {e}"))?;
         let (tx, rx) = mpsc::channel::<(Cmd, mpsc::Sender<Res<()>>)>();
+        let sock = sock.to_string();
         thread::spawn(move || {
+            let mut used = Instant::now();
             for (cmd, reply) in rx {
+                // The engine closes a connection left idle for minutes (as between the sizes
+                // of --scale): a fresh one after a pause.
+                if used.elapsed() > Duration::from_secs(10) {
+                    if let Ok(fresh) = Conn::unix(&sock) {
+                        c = fresh;
+                    }
+                }
+                used = Instant::now();
                 let r = match cmd {
                     Cmd::Run(n) => create_start(&mut c, &n),
                     Cmd::Kill(n) => expect(

@@ -139,29 +139,18 @@ pub fn run(
             engine_inspect_ms,
             ..Size::default()
         };
-        let mut last: Option<Daemon> = None;
-        let mut round = 0;
-        size.sync_rounds = sync_rounds(ROUNDS, &mut size.sync_repeated, || {
-            if let Some(d) = last.take() {
-                d.stop()?;
-            }
-            clear(consul)?;
-            quiet();
-            let cpu = cpu_ticks()?;
-            let t0 = Instant::now();
-            let mut d = Daemon::spawn(env, command, &format!("scale-{n}-{round}"))?;
-            round += 1;
-            wait_set(consul, &want, t0, Some(&mut d))?;
-            let s = round3(t0.elapsed().as_secs_f64());
-            last = Some(d);
-            Ok(Round {
-                s,
-                steal_pct: steal_since(cpu)?,
-            })
-        })?;
+        let (rounds, mut d) = daemon_syncs(
+            env,
+            command,
+            &format!("scale-{n}"),
+            ROUNDS,
+            &want,
+            consul,
+            &mut size.sync_repeated,
+        )?;
+        size.sync_rounds = rounds;
         size.sync_s = stats(size.sync_rounds.iter().map(|r| r.s).collect()).median;
         size.sync_per_container_ms = round3(1000.0 * size.sync_s / n as f64);
-        let mut d = last.ok_or("no start-up sync round")?;
         settle(&mut d)?;
         size.hwm_synced_kib = d.mem()?.hwm_kib;
 
@@ -196,6 +185,11 @@ pub fn run(
         );
         events.floor.store(false, Ordering::SeqCst);
         size.floor = floor?;
+        // Kept in the log as it comes: a later size may fail.
+        eprintln!(
+            "bench: scale {n}: {}",
+            serde_json::to_string(&size).map_err(|e| e.to_string())?
+        );
         out.push(size);
     }
     cleanup(env, consul)?;
