@@ -145,8 +145,20 @@ impl Lanes {
 /// A lane's thread: one call at a time, until the worker drops its [`Lanes`].
 fn run(i: usize, mut be: Box<dyn Backend>, jobs: Receiver<Ready>, done: Sender<(usize, Done)>) {
     for change in jobs {
-        let outcome = change.call(be.as_mut(), Instant::now);
-        if done.send((i, Done { change, outcome })).is_err() {
+        // A panic in a backend (release builds abort on one) still answers the worker, which
+        // would otherwise wait for this lane forever.
+        let call = std::panic::AssertUnwindSafe(|| change.call(be.as_mut(), Instant::now));
+        let (outcome, panicked) = match std::panic::catch_unwind(call) {
+            Ok(o) => (o, false),
+            Err(_) => (
+                Outcome {
+                    result: Err(crate::backend::Error("registry lane failed".into())),
+                    took: std::time::Duration::ZERO,
+                },
+                true,
+            ),
+        };
+        if done.send((i, Done { change, outcome })).is_err() || panicked {
             break;
         }
     }

@@ -93,17 +93,23 @@ fn mode(st: &Mutex<State>) -> Mode {
 /// One client connection: opened to the registry unless the mode says otherwise.
 fn serve(mut client: TcpStream, upstream: &str, st: &Arc<Mutex<State>>) {
     let Ok(c2) = client.try_clone() else { return };
-    match mode(st) {
+    // The mode and the list of open connections under one lock: a mode change either closes
+    // this connection or finds it already serving the new mode.
+    let mut guard = lock(st);
+    let mode = guard.mode;
+    if matches!(mode, Mode::BlackHole | Mode::Http500) {
+        if let Ok(c) = c2.try_clone() {
+            guard.open.push(c);
+        }
+    }
+    drop(guard);
+    match mode {
         Mode::BlackHole => {
-            lock(st).open.push(c2);
             // Read and drop whatever comes, answer nothing, until the client gives up or the
             // mode changes (which closes this end).
             let _ = std::io::copy(&mut client, &mut std::io::sink());
         }
-        Mode::Http500 => {
-            lock(st).open.push(c2);
-            answer_500(client);
-        }
+        Mode::Http500 => answer_500(client),
         Mode::Pass | Mode::Delay(_) | Mode::Reset => {
             let Ok(server) = TcpStream::connect(upstream) else {
                 return;
