@@ -1,0 +1,311 @@
+//! Delivery to the registry: outages, refusals, retries and their timing, lanes, slowness.
+
+use super::*;
+
+#[test]
+fn an_outage_holds_one_change_per_service_and_converges_when_it_ends() {
+    let mut w = World::new(Deregister::Always);
+    w.start("a", "a", &[]);
+    w.start("b", "b", &[]);
+    w.down(true);
+    w.calls();
+    w.start("c", "c", &[]);
+    assert_eq!(
+        w.calls(),
+        ["register h:c:80", "ping"],
+        "one try, then a ping"
+    );
+    // Churn while it is down: nothing is sent, one pending change per service.
+    w.exit("a", 0);
+    for _ in 0..100 {
+        w.exit("c", 0);
+        w.start("c", "c", &[]);
+    }
+    assert!(w.calls().is_empty(), "held, not sent");
+    assert_eq!(w.bridge.outbox.len(), 2, "h:a:80 and h:c:80");
+    w.retry();
+    assert_eq!(w.calls(), ["ping"], "still down: only pinged");
+    // It comes back without its data (a dev agent restarted).
+    w.reg.0.lock().unwrap().held.clear();
+    w.down(false);
+    w.retry();
+    assert_eq!(w.ids(), ["h:b:80", "h:c:80"]);
+    assert!(w.bridge.outbox.is_empty() && !w.bridge.outbox.is_down());
+    assert!(w.bridge.next_due().is_none(), "no timer left");
+}
+
+#[test]
+fn a_call_the_registry_refuses_is_retried_with_backoff_without_holding_others() {
+    let mut w = World::new(Deregister::Always);
+    w.reg.0.lock().unwrap().refuse = vec!["h:a:80".into()];
+    w.start("a", "a", &[]);
+    assert!(!w.bridge.outbox.is_down(), "the ping succeeds: no outage");
+    assert_eq!(w.calls(), ["register h:a:80", "ping"]);
+    w.start("b", "b", &[]);
+    assert_eq!(w.ids(), ["h:b:80"], "b is not held back by a");
+    assert_eq!(
+        w.bridge.next_due(),
+        Some(w.now() + RETRY_MIN),
+        "first retry"
+    );
+    // A resync wants the same registration: its backoff is kept, no call is made.
+    w.calls();
+    assert!(w.handle(Msg::Sync));
+    assert_eq!(w.calls(), ["register h:b:80"]);
+    assert_eq!(w.bridge.next_due(), Some(w.now() + RETRY_MIN));
+    w.later(RETRY_MIN - Duration::from_millis(1));
+    assert!(w.calls().is_empty(), "not due yet");
+    w.later(Duration::from_millis(1));
+    assert_eq!(w.calls(), ["register h:a:80", "ping"], "second try");
+    assert_eq!(
+        w.bridge.next_due(),
+        Some(w.now() + RETRY_MIN * 2),
+        "doubled"
+    );
+    for _ in 0..12 {
+        w.retry();
+    }
+    assert_eq!(w.bridge.next_due(), Some(w.now() + RETRY_MAX), "capped");
+    w.reg.0.lock().unwrap().refuse.clear();
+    w.retry();
+    assert_eq!(w.ids(), ["h:a:80", "h:b:80"]);
+    assert!(w.bridge.next_due().is_none());
+}
+
+#[test]
+fn churn_during_an_outage_leaves_no_pending_work_for_what_never_reached_the_registry() {
+    let mut w = World::new(Deregister::Always);
+    w.start("a", "a", &[]);
+    w.down(true);
+    w.start("b", "b", &[]); // fails: the registry may hold it (a timeout after the write)
+    for i in 0..500 {
+        let id = format!("job{i}");
+        w.start(&id, &id, &[]);
+        w.exit(&id, 0);
+        w.destroy(&id);
+    }
+    assert!(w.calls().len() <= 3, "held, not sent");
+    assert_eq!(
+        w.bridge.outbox.keys(),
+        ["h:b:80"],
+        "one-off containers leave nothing behind"
+    );
+    w.down(false);
+    w.retry();
+    assert_eq!(w.ids(), ["h:a:80", "h:b:80"]);
+    assert!(w.bridge.outbox.is_empty());
+}
+
+#[test]
+fn cleanup_missed_during_an_outage_runs_when_the_registry_is_back() {
+    let mut w = World::with(Options {
+        cleanup: true,
+        ..Options::default()
+    });
+    w.reg
+        .0
+        .lock()
+        .unwrap()
+        .held
+        .insert("h:gone:80".into(), String::new());
+    w.down(true);
+    w.start("x", "x", &[]); // fails, and the ping after it: an outage
+    assert!(w.bridge.outbox.is_down());
+    assert!(w.handle(Msg::Sync));
+    assert!(w.bridge.cleanup_due);
+    assert_eq!(w.ids(), ["h:gone:80"], "nothing removed during the outage");
+    w.down(false);
+    w.retry();
+    assert_eq!(
+        w.ids(),
+        ["h:x:80"],
+        "h:gone:80 cleaned up once the registry is back"
+    );
+    assert!(!w.bridge.cleanup_due);
+}
+
+#[test]
+fn a_registry_that_lost_its_entries_gets_every_wanted_service_again() {
+    let mut w = World::new(Deregister::Always);
+    w.create("a", "a", &["SERVICE_CHECK_DOCKER=true"], Some("healthy"));
+    w.event(Action::Start, "a", None);
+    w.start("b", "b", &[]);
+    w.start("p", "p", &[]);
+    w.state("p", |s| s.paused = true);
+    w.event(Action::Pause, "p", None);
+    // A new ZooKeeper session: the old one's nodes are gone.
+    w.reg.0.lock().unwrap().held.clear();
+    w.calls();
+    assert!(w.handle(Msg::RegistryLost));
+    let mut calls = w.calls();
+    calls.sort();
+    assert_eq!(
+        calls,
+        ["check h:a:80 healthy", "register h:a:80", "register h:b:80"],
+        "withheld p is not registered; a's check follows its registration"
+    );
+    assert_eq!(w.ids(), ["h:a:80", "h:b:80"]);
+
+    // Lost during an outage: queued, and made when the registry answers again.
+    w.down(true);
+    w.start("c", "c", &[]); // fails, then the ping: an outage
+    w.reg.0.lock().unwrap().held.clear();
+    w.calls();
+    assert!(w.handle(Msg::RegistryLost));
+    assert!(w.calls().is_empty(), "nothing sent while it is down");
+    w.down(false);
+    w.retry();
+    assert_eq!(w.ids(), ["h:a:80", "h:b:80", "h:c:80"]);
+    assert!(w.bridge.outbox.is_empty());
+}
+
+#[test]
+fn a_retry_counts_from_when_the_failed_call_ended() {
+    let mut w = World::new(Deregister::Always);
+    let took = Duration::from_secs(10);
+    {
+        let mut g = w.reg.0.lock().unwrap();
+        g.refuse = vec!["h:a:80".into()];
+        g.slow = Some((w.clock.clone(), took));
+    }
+    let before = w.now();
+    w.start("a", "a", &[]);
+    assert_eq!(w.now(), before + took, "the call took the registry's time");
+    assert_eq!(
+        w.bridge.next_due(),
+        Some(before + took + RETRY_MIN),
+        "not from before the call"
+    );
+}
+
+#[test]
+fn a_sync_registers_on_lanes_and_a_die_that_came_meanwhile_follows_the_registration() {
+    let mut w = World::new(Deregister::Always);
+    {
+        let mut g = w.reg.0.lock().unwrap();
+        g.lanes = true;
+        g.nap = Some(Duration::from_millis(20));
+    }
+    for i in 0..6 {
+        w.create(&format!("c{i}"), &format!("web{i}"), &[], None);
+    }
+    // The sync, and the die of the last container to be registered, queued behind it as the
+    // event reader would queue it while the sync runs.
+    let (tx, rx) = std::sync::mpsc::channel();
+    tx.send(Msg::Sync).unwrap();
+    let die = Event {
+        action: Action::Die,
+        id: "c5".into(),
+        time_nano: 1,
+        exit_code: Some(0),
+    };
+    tx.send(Msg::Event(die, Arrival::Live)).unwrap();
+    tx.send(Msg::Shutdown).unwrap();
+    w.bridge.run(rx);
+    let g = w.reg.0.lock().unwrap();
+    assert_eq!(g.max_in_flight, LANES, "registrations overlapped");
+    let at = |call: &str| g.calls.iter().position(|c| c == call).expect(call);
+    assert!(at("register h:web5:80") < at("deregister h:web5:80"));
+    let held: Vec<&str> = g.held.keys().map(String::as_str).collect();
+    assert_eq!(
+        held,
+        [
+            "h:web0:80",
+            "h:web1:80",
+            "h:web2:80",
+            "h:web3:80",
+            "h:web4:80"
+        ]
+    );
+}
+
+#[test]
+fn a_second_change_to_an_entry_waits_for_the_one_in_flight() {
+    let reg = Recorder::default();
+    {
+        let mut g = reg.0.lock().unwrap();
+        g.lanes = true;
+        g.nap = Some(Duration::from_millis(30));
+    }
+    let mut lanes = Lanes::start(&reg, 2).unwrap();
+    let mut outbox = Outbox::default();
+    let clock = SystemClock;
+    let svc = |id: &str| Service {
+        id: id.into(),
+        ..Service::default()
+    };
+    for id in ["a", "b"] {
+        let op = Op::Register {
+            service: svc(id),
+            known: false,
+        };
+        assert!(lanes.wait_for(id).is_empty(), "two lanes: none waited");
+        let ready = outbox.admit(id.into(), op, &clock).unwrap();
+        assert!(lanes.submit(ready).is_none());
+    }
+    // What the worker does before a change to "a": wait for the one in flight.
+    let done = lanes.wait_for("a");
+    assert!(done.iter().any(|d| d.change.key() == "a"));
+    assert_eq!(
+        reg.0.lock().unwrap().held.get("a").map(String::as_str),
+        Some("")
+    );
+    let rest = lanes.wait_all();
+    assert_eq!(done.len() + rest.len(), 2);
+}
+
+#[test]
+fn a_registry_down_during_a_sync_on_lanes_holds_the_rest_and_converges() {
+    let mut w = World::new(Deregister::Always);
+    w.reg.0.lock().unwrap().lanes = true;
+    for i in 0..8 {
+        w.create(&format!("c{i}"), &format!("web{i}"), &[], None);
+    }
+    w.down(true);
+    assert!(w.handle(Msg::Sync));
+    let calls = w.calls();
+    let tried = calls.iter().filter(|c| c.starts_with("register")).count();
+    assert!(
+        (1..=LANES).contains(&tried),
+        "only the calls in flight before the outage was known: {calls:?}"
+    );
+    assert!(w.bridge.outbox.is_down());
+    assert_eq!(w.bridge.outbox.len(), 8, "every registration held");
+    w.down(false);
+    w.retry();
+    assert_eq!(w.ids().len(), 8);
+    assert!(w.bridge.outbox.is_empty());
+}
+
+#[test]
+fn a_call_that_got_no_answer_starts_an_outage_without_waiting_for_a_ping() {
+    let mut w = World::new(Deregister::Always);
+    w.start("a", "a", &[]);
+    w.calls();
+    // A black hole: the call fails only when its timeout ends.
+    w.reg.0.lock().unwrap().slow = Some((w.clock.clone(), super::outbox::NO_ANSWER));
+    w.down(true);
+    w.start("b", "b", &[]);
+    assert_eq!(w.calls(), ["register h:b:80"], "no ping after it");
+    assert!(w.bridge.outbox.is_down());
+    // A quick failure (refused) is told from a registry down by a ping, as before.
+    let mut w = World::new(Deregister::Always);
+    w.down(true);
+    w.start("b", "b", &[]);
+    assert_eq!(w.calls(), ["register h:b:80", "ping"]);
+}
+
+#[test]
+fn a_slow_registry_is_said_once_and_not_taken_for_a_failing_one() {
+    let mut w = World::new(Deregister::Always);
+    w.reg.0.lock().unwrap().slow = Some((w.clock.clone(), super::outbox::SLOW * 2));
+    for i in 0..5 {
+        w.start(&format!("c{i}"), &format!("web{i}"), &[]);
+    }
+    assert_eq!(w.ids().len(), 5, "slow calls still succeed");
+    assert!(!w.bridge.outbox.is_down());
+    assert!(w.bridge.outbox.is_slow(), "noted (and logged) once");
+    w.reg.0.lock().unwrap().slow = None;
+    w.start("c9", "web9", &[]);
+    assert!(!w.bridge.outbox.is_slow(), "quick again");
+}
