@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use self::health::{docker_check, Mirror};
 use self::lanes::{Done, Lanes, LANES};
-use self::outbox::{Delivery, Op, Outbox};
+use self::outbox::{Delivery, Op, Outbox, Outcome, Ready};
 use crate::backend::{Backend, Health};
 use crate::cli::Deregister;
 use crate::docker::container::{id12, Container};
@@ -298,13 +298,17 @@ impl Bridge {
         if self.syncing && self.lanes.is_some() {
             return self.send_on_lane(op);
         }
-        let registered = self.mirrored(&op);
-        let (be, clock) = (self.backend.as_mut(), self.clock.as_ref());
-        if self.outbox.send(be, op, clock) == Delivery::Made {
-            if let Some(s) = registered {
-                self.health.registered(be, &mut self.outbox, &s, clock);
-            }
+        let key = self.backend.key(op.service());
+        if let Ok(ready) = self.outbox.admit(key, op, self.clock.as_ref()) {
+            self.make_here(ready);
         }
+    }
+
+    /// Makes a change on the worker's own connection and settles it.
+    fn make_here(&mut self, ready: Ready) {
+        let clock = self.clock.as_ref();
+        let outcome = ready.call(self.backend.as_mut(), || clock.now());
+        self.settle_one(ready, outcome);
     }
 
     /// The service of a registration whose health is mirrored to its check: reported once the
@@ -332,24 +336,24 @@ impl Bridge {
             return;
         };
         // No lane left (it cannot happen short of a panic in a backend): made here.
-        let registered = self.mirrored(ready.op());
-        let (be, clock) = (self.backend.as_mut(), self.clock.as_ref());
-        if self.outbox.attempt(be, ready, clock) == Delivery::Made {
-            if let Some(s) = registered {
-                self.health.registered(be, &mut self.outbox, &s, clock);
-            }
+        self.make_here(ready);
+    }
+
+    /// Settles changes a lane made.
+    fn settle(&mut self, finished: Vec<Done>) {
+        for Done { change, outcome } in finished {
+            self.settle_one(change, outcome);
         }
     }
 
-    /// Settles changes a lane made, as [`Bridge::send`] does its own.
-    fn settle(&mut self, finished: Vec<Done>) {
-        for Done { change, outcome } in finished {
-            let registered = self.mirrored(change.op());
-            let (be, clock) = (self.backend.as_mut(), self.clock.as_ref());
-            if self.outbox.settle(be, change, outcome, clock) == Delivery::Made {
-                if let Some(s) = registered {
-                    self.health.registered(be, &mut self.outbox, &s, clock);
-                }
+    /// What the registry said to one change, wherever it was made; a registration it took gets
+    /// its health report.
+    fn settle_one(&mut self, change: Ready, outcome: Outcome) {
+        let registered = self.mirrored(change.op());
+        let (be, clock) = (self.backend.as_mut(), self.clock.as_ref());
+        if self.outbox.settle(be, change, outcome, clock) == Delivery::Made {
+            if let Some(s) = registered {
+                self.health.registered(be, &mut self.outbox, &s, clock);
             }
         }
     }
