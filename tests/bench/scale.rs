@@ -341,39 +341,44 @@ fn judge(mut r: ScaleReport) -> ScaleReport {
     r
 }
 
-type Row = fn(&Size) -> f64;
+/// A row's cell for one size.
+type Row = fn(&Size) -> String;
+
+fn lost(p: Phase) -> String {
+    format!("{} / {}", p.missing, p.stale)
+}
 
 fn print(r: &ScaleReport) {
     println!("mode scale: {}", r.command);
     let rows: [(&str, Row); 16] = [
-        ("start-up sync (s)", |s| s.sync_s),
-        ("  per container (ms)", |s| s.sync_per_container_ms),
-        ("  engine: list running (ms)", |s| s.engine_list_ms),
-        ("  engine: inspect one (ms)", |s| s.engine_inspect_ms),
-        ("VmHWM synced (KiB)", |s| s.hwm_synced_kib as f64),
-        ("VmHWM after bursts (KiB)", |s| s.hwm_after_burst_kib as f64),
+        ("start-up sync (s)", |s| num(s.sync_s)),
+        ("  per container (ms)", |s| num(s.sync_per_container_ms)),
+        ("  engine: list running (ms)", |s| num(s.engine_list_ms)),
+        ("  engine: inspect one (ms)", |s| num(s.engine_inspect_ms)),
+        ("VmHWM synced (KiB)", |s| num(s.hwm_synced_kib as f64)),
+        ("VmHWM after bursts (KiB)", |s| {
+            num(s.hwm_after_burst_kib as f64)
+        }),
         ("burst of 100 starts: converged (s)", |s| {
-            converged(s.burst_start)
+            num(converged(s.burst_start))
         }),
-        ("  missing / stale", |s| {
-            (s.burst_start.missing * 1000 + s.burst_start.stale) as f64
-        }),
+        ("  missing / stale", |s| lost(s.burst_start)),
         ("burst of 100 kills: converged (s)", |s| {
-            converged(s.burst_kill)
+            num(converged(s.burst_kill))
         }),
-        ("  missing / stale", |s| {
-            (s.burst_kill.missing * 1000 + s.burst_kill.stale) as f64
-        }),
+        ("  missing / stale", |s| lost(s.burst_kill)),
         ("start->visible median (ms)", |s| {
-            s.ours.start_to_visible_ms.median
+            num(s.ours.start_to_visible_ms.median)
         }),
-        ("  floor (ms)", |s| s.floor.start_to_visible_ms.median),
-        ("die->gone median (ms)", |s| s.ours.die_to_gone_ms.median),
-        ("  floor (ms)", |s| s.floor.die_to_gone_ms.median),
+        ("  floor (ms)", |s| num(s.floor.start_to_visible_ms.median)),
+        ("die->gone median (ms)", |s| {
+            num(s.ours.die_to_gone_ms.median)
+        }),
+        ("  floor (ms)", |s| num(s.floor.die_to_gone_ms.median)),
         ("start->visible p90 (ms)", |s| {
-            s.ours.start_to_visible_ms.p90
+            num(s.ours.start_to_visible_ms.p90)
         }),
-        ("die->gone p90 (ms)", |s| s.ours.die_to_gone_ms.p90),
+        ("die->gone p90 (ms)", |s| num(s.ours.die_to_gone_ms.p90)),
     ];
     let mut head = format!("{:<38}", "containers running");
     for s in &r.sizes {
@@ -383,13 +388,7 @@ fn print(r: &ScaleReport) {
     for (name, get) in rows {
         let mut line = format!("{name:<38}");
         for s in &r.sizes {
-            let v = get(s);
-            let cell = if name.ends_with("missing / stale") {
-                format!("{} / {}", v as usize / 1000, v as usize % 1000)
-            } else {
-                num(v)
-            };
-            line += &format!(" {cell:>10}");
+            line += &format!(" {:>10}", get(s));
         }
         println!("{line}");
     }
