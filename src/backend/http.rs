@@ -22,7 +22,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest answer read (a busy agent's service list, a big etcd range).
 const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
 /// ureq's input and output buffer, each.
-const BUFFER: usize = 16 * 1024;
+const BUFFER: usize = 8 * 1024;
 
 /// Where a registry's HTTP API is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,8 +161,9 @@ impl Client {
             // that HTTP_PROXY/ALL_PROXY name for other programs.
             .proxy(None)
             // ureq fills both buffers with zeros up front (128 KiB each by default): a kept-alive
-            // connection cost 256 KiB of resident memory. 16 KiB holds any registry's response
-            // head and our request heads; bodies stream through.
+            // connection cost 256 KiB of resident memory. 8 KiB holds our request heads and a
+            // registry's response head (the limit most HTTP servers and proxies put on a head);
+            // bodies stream through.
             .input_buffer_size(BUFFER)
             .output_buffer_size(BUFFER)
             .user_agent(concat!("registrator/", env!("CARGO_PKG_VERSION")));

@@ -19,7 +19,7 @@
 //! [`Outbox`]: super::outbox::Outbox
 //! [`Outbox::settle`]: super::outbox::Outbox::settle
 
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::thread;
 
 use std::time::Instant;
@@ -44,7 +44,7 @@ pub struct Done {
 }
 
 struct Lane {
-    jobs: Sender<Ready>,
+    jobs: SyncSender<Ready>,
     /// The registry entry of the change it is making, if any.
     busy: Option<String>,
 }
@@ -61,11 +61,14 @@ impl Lanes {
         if n == 0 {
             return None;
         }
-        let (done_tx, done) = channel();
+        // Bounded channels hold their slots and nothing more: a lane has one change at a
+        // time, so neither side ever waits on a full one (an unbounded channel allocates
+        // 31 slots a block, some 10 KiB here, per channel).
+        let (done_tx, done) = sync_channel(n);
         let mut lanes = Vec::with_capacity(n);
         for i in 0..n {
             let conn = be.lane()?;
-            let (jobs, rx) = channel();
+            let (jobs, rx) = sync_channel(1);
             let done_tx = done_tx.clone();
             let started = thread::Builder::new()
                 .name(format!("lane-{i}"))
@@ -104,12 +107,13 @@ impl Lanes {
             return Some(change);
         };
         let key = change.key().to_string();
-        match lane.jobs.send(change) {
+        // An idle lane's channel is empty: it took its last change before answering it.
+        match lane.jobs.try_send(change) {
             Ok(()) => {
                 lane.busy = Some(key);
                 None
             }
-            Err(back) => Some(back.0),
+            Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => Some(back),
         }
     }
 
@@ -143,7 +147,7 @@ impl Lanes {
 }
 
 /// A lane's thread: one call at a time, until the worker drops its [`Lanes`].
-fn run(i: usize, mut be: Box<dyn Backend>, jobs: Receiver<Ready>, done: Sender<(usize, Done)>) {
+fn run(i: usize, mut be: Box<dyn Backend>, jobs: Receiver<Ready>, done: SyncSender<(usize, Done)>) {
     for change in jobs {
         // A panic in a backend (release builds abort on one) still answers the worker, which
         // would otherwise wait for this lane forever.

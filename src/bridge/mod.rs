@@ -515,7 +515,7 @@ impl Bridge {
     }
 
     fn register(&mut self, c: &Container, pass: Pass) {
-        let services = self.wanted(c, pass);
+        let mut services = self.wanted(c, pass);
         let id = c.id.as_str();
         let health = c.state.health();
         let mirrors = self.backend.has_checks();
@@ -546,6 +546,9 @@ impl Bridge {
             self.send(op);
         }
         if !services.is_empty() {
+            // Kept as long as the container runs: without its growth slack (a list grown by
+            // push holds room for 4 services, 800 bytes, where most containers have one).
+            services.shrink_to_fit();
             self.registered.insert(id.to_string(), services);
         }
     }
