@@ -18,7 +18,8 @@
 //! 2. floor: the same paths taken by the smallest client there is, this program: on `start`
 //!    its event reader inspects the container (for its host port) and registers it, on `die`
 //!    it deregisters it (the event names it: no inspect), over connections it already holds
-//!    open, with no daemon running.
+//!    open, with no daemon running. Its `die` -> gone is split in two: the engine's delivery of
+//!    the event, and Consul's answer to the deregister.
 //! 3. burst: containers started GROUP at a time, then killed GROUP at a time; after each phase,
 //!    the time from the last command until Consul holds exactly the running set, and the
 //!    missing and stale services 2 s after the last command.
@@ -234,6 +235,11 @@ fn run() -> Res<()> {
     let floor = latency(&env, &plan, "floor", &events, &mut consul, &driver, None);
     events.floor.store(false, Ordering::SeqCst);
     let floor = floor?;
+    let (delivered, deregistered) = events.floor_die.lock().unwrap().drain(..).unzip();
+    let floor_die_split = DieSplit {
+        delivered_ms: stats(delivered),
+        deregister_ms: stats(deregistered),
+    };
     cleanup(&env, &mut consul)?;
     eprintln!("bench: floor: start-up sync of {}", plan.sync);
     let mut floor_sync_repeated = Vec::new();
@@ -278,6 +284,7 @@ fn run() -> Res<()> {
         sync_containers: plan.sync,
         idle_seconds: plan.idle.as_secs(),
         floor,
+        floor_die_split,
         floor_sync_s,
         floor_sync_rounds,
         floor_sync_repeated,
@@ -441,6 +448,15 @@ struct Target {
     ok: bool,
 }
 
+/// Where the floor client's `die` -> gone goes: the least that path can take here.
+#[derive(Serialize)]
+struct DieSplit {
+    /// From the event's `timeNano` to the floor client reading it.
+    delivered_ms: Stats,
+    /// The deregister, over a connection already open, until Consul answered.
+    deregister_ms: Stats,
+}
+
 #[derive(Serialize)]
 struct Report {
     mode: &'static str,
@@ -450,6 +466,7 @@ struct Report {
     sync_containers: usize,
     idle_seconds: u64,
     floor: Latency,
+    floor_die_split: DieSplit,
     /// The floor client's start-up sync: list, then inspect and register each, serially
     /// (the median of the rounds).
     floor_sync_s: f64,
@@ -690,6 +707,11 @@ fn print_table(r: &Report, short: bool) {
         stolen += &format!(", peer {}%", p.latency.steal_pct);
     }
     println!("{stolen}");
+    let split = &r.floor_die_split;
+    println!(
+        "floor die->gone, medians: the engine delivered the event {:.3} ms after its timeNano; Consul answered the deregister in {:.3} ms",
+        split.delivered_ms.median, split.deregister_ms.median
+    );
     for (label, n) in &r.sizes {
         println!("{:<34} {n:>12}", format!("size, {label} (bytes)"));
     }
@@ -1164,6 +1186,9 @@ struct Events {
     cv: Condvar,
     floor: AtomicBool,
     floor_error: Mutex<Option<String>>,
+    /// Where the floor client's `die` -> gone goes, per container: (the engine's delivery of
+    /// the event after its `timeNano`, Consul's answer to the deregister), in ms.
+    floor_die: Mutex<Vec<(f64, f64)>>,
 }
 
 #[derive(Deserialize)]
@@ -1194,6 +1219,7 @@ impl Events {
             cv: Condvar::new(),
             floor: AtomicBool::new(false),
             floor_error: Mutex::new(None),
+            floor_die: Mutex::new(Vec::new()),
         });
         let mut c = Conn::stream(&env.sock).map_err(|e| format!("engine {}: {e}", env.sock))?;
         let status = c
@@ -1220,8 +1246,17 @@ impl Events {
                         continue;
                     };
                     if shared.floor.load(Ordering::SeqCst) {
-                        if let Err(err) = floor.handle(&e) {
-                            shared.floor_error.lock().unwrap().get_or_insert(err);
+                        let got = now_ns();
+                        match floor.handle(&e) {
+                            Ok(true) if e.action == "die" => {
+                                let ms = |ns: i128| ns as f64 / 1e6;
+                                let split = (ms(got - e.time_nano), ms(now_ns() - got));
+                                shared.floor_die.lock().unwrap().push(split);
+                            }
+                            Ok(_) => {}
+                            Err(err) => {
+                                shared.floor_error.lock().unwrap().get_or_insert(err);
+                            }
                         }
                     }
                     let name = e.actor.attributes.get("name").cloned().unwrap_or_default();
@@ -1299,7 +1334,8 @@ impl Floor {
         })
     }
 
-    fn handle(&mut self, e: &Event) -> Res<()> {
+    /// Applies an event of one of its containers; false for the others.
+    fn handle(&mut self, e: &Event) -> Res<bool> {
         let name = e
             .actor
             .attributes
@@ -1307,10 +1343,10 @@ impl Floor {
             .map(String::as_str)
             .unwrap_or("");
         if !name.starts_with("bench-floor-") {
-            return Ok(());
+            return Ok(false);
         }
         let id = if e.id.is_empty() { &e.actor.id } else { &e.id };
-        self.apply(id, name, e.action == "start")
+        self.apply(id, name, e.action == "start").map(|()| true)
     }
 
     /// Registers container `id`'s port 80 (inspecting it for the host port), or deregisters
