@@ -3,7 +3,8 @@
 //!
 //! For each size N (`--sizes`, default 100,250,500,1000), with N busybox containers running
 //! (the private engine runs every one under `--init`), it measures:
-//! - the start-up sync of the N (median of [`ROUNDS`]) and its cost per container;
+//! - the start-up sync of the N (median of [`ROUNDS`]) and its cost per container, and the
+//!   same for the floor client's sync (list, then inspect and register each, serially);
 //! - the daemon's VmHWM after that sync and after the bursts below;
 //! - with the N running: a burst of [`BURST`] starts and then of their kills, 20 at a time,
 //!   with the time to converge and the missing and stale 2 s after the last command;
@@ -79,6 +80,13 @@ struct Size {
     sync_repeated: Vec<Round>,
     /// The sync's cost per container (ms).
     sync_per_container_ms: f64,
+    /// The floor client's sync of the same N (median of [`ROUNDS`]): list, then inspect and
+    /// register each, serially, over connections it opened before. What grows in it is the
+    /// engine's and Consul's.
+    floor_sync_s: f64,
+    floor_sync_rounds: Vec<Round>,
+    floor_sync_repeated: Vec<Round>,
+    floor_sync_per_container_ms: f64,
     /// VmHWM after the sync and after the bursts (KiB).
     hwm_synced_kib: u64,
     hwm_after_burst_kib: u64,
@@ -185,6 +193,11 @@ pub fn run(
         );
         events.floor.store(false, Ordering::SeqCst);
         size.floor = floor?;
+        eprintln!("bench: scale {n}: the floor's sync");
+        size.floor_sync_rounds =
+            floor_syncs(env, ROUNDS, &want, consul, &mut size.floor_sync_repeated)?;
+        size.floor_sync_s = stats(size.floor_sync_rounds.iter().map(|r| r.s).collect()).median;
+        size.floor_sync_per_container_ms = round3(1000.0 * size.floor_sync_s / n as f64);
         // Kept in the log as it comes: a later size may fail.
         eprintln!(
             "bench: scale {n}: {}",
@@ -350,9 +363,13 @@ fn lost(p: Phase) -> String {
 
 fn print(r: &ScaleReport) {
     println!("mode scale: {}", r.command);
-    let rows: [(&str, Row); 16] = [
+    let rows: [(&str, Row); 18] = [
         ("start-up sync (s)", |s| num(s.sync_s)),
         ("  per container (ms)", |s| num(s.sync_per_container_ms)),
+        ("  floor (s)", |s| num(s.floor_sync_s)),
+        ("  floor per container (ms)", |s| {
+            num(s.floor_sync_per_container_ms)
+        }),
         ("  engine: list running (ms)", |s| num(s.engine_list_ms)),
         ("  engine: inspect one (ms)", |s| num(s.engine_inspect_ms)),
         ("VmHWM synced (KiB)", |s| num(s.hwm_synced_kib as f64)),
