@@ -116,7 +116,8 @@ pub fn run(config: cli::Config) -> Result<(), Fail> {
             require_healthy: config.require_healthy,
             deregister_on_shutdown: config.deregister_on_shutdown,
         },
-    );
+    )
+    .with_wake(tx.clone());
     thread::Builder::new()
         .name("worker".into())
         .spawn(move || {

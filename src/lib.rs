@@ -28,9 +28,12 @@
 //!   [`backend::Backend`]. Timers (`-resync`, `-ttl-refresh`, retries, health reports) are
 //!   deadlines in its `recv_timeout`; the current time is an argument of everything below it.
 //! - **lanes** ([`bridge::lanes`], Consul only): two threads, each with a registry connection of
-//!   its own, that make a sync's registrations while the worker inspects the next containers.
-//!   They only make the call they are handed; the worker settles what the registry said, and
-//!   waits for them before its next message.
+//!   its own, started at the first sync of more than two containers or when the registry is
+//!   slow. They make a sync's calls while the worker inspects the next containers, and, while
+//!   the registry is slow, the events' calls while the worker takes up the next events. They
+//!   only make the call they are handed and say so on the worker's input; the worker settles
+//!   what the registry said, keeps one change per registry entry in flight, and waits for a
+//!   sync's calls before its next message.
 //! - **zookeeper** ([`backend::zookeeper`], that backend only): the one owner of the ZooKeeper
 //!   connection. It answers the worker's requests, pings the session, and reconnects on a
 //!   helper thread of its own, so a reconnect never blocks the worker (whose calls fail at once
@@ -49,7 +52,7 @@
 //! | thread wiring, start-up ping, shutdown | [`daemon`] |
 //! | the worker: containers, events, sync, `-cleanup`, shutdown | [`bridge`] (`bridge/mod.rs`) |
 //! | delivery: pending changes, backoff, outages | [`bridge::outbox`] |
-//! | registry calls in flight at once during a sync | [`bridge::lanes`] |
+//! | registry calls made beside the worker (a sync, a slow registry) | [`bridge::lanes`] |
 //! | Docker health mirrored to registry checks | [`bridge::health`] |
 //! | the event reader and its reconnects | [`watcher`] |
 //! | sans-I/O HTTP/1.1 response head and body decoder | [`docker::http`] |

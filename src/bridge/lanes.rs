@@ -1,35 +1,37 @@
-//! Registry calls in flight at once during a sync.
+//! Registry calls in flight while the worker goes on with the engine.
 //!
 //! A start-up sync of a hundred containers is a hundred registrations, and a registry answers
-//! each after some work of its own (Consul: about a millisecond of CPU on a Pi-class core). The
-//! worker goes on inspecting the next containers meanwhile, and a few *lanes* make the calls:
-//! each lane is a thread that owns a connection of its own to the registry
+//! each after some work of its own (Consul: about a millisecond of CPU on a Pi-class core); a
+//! slow registry (a Pi on Wi-Fi) may take seconds for each. Meanwhile the worker should go on:
+//! inspecting the next containers of a sync, taking up the next events. A few *lanes* make the
+//! calls instead: each lane is a thread that owns a connection of its own to the registry
 //! ([`Backend::lane`]) and makes one call at a time.
 //!
 //! The worker stays the only owner of what is wanted and of the [`Outbox`]'s state: a lane only
 //! makes the call it is handed and hands back what the registry said, and the worker settles it
-//! ([`Outbox::settle`]). At most one change per registry entry is in flight (a second change to
-//! an entry waits for the first, [`Lanes::wait_for`]), and a sync waits for all of them before
-//! the worker takes its next message ([`Lanes::wait_all`]): the events of a container are
-//! applied in the engine's order, whatever was in flight.
+//! ([`Outbox::settle`]). The worker keeps the order: at most one change per registry entry is
+//! in flight, and the next change to that entry waits until it is settled (see
+//! `Bridge::dispatch`), so the events of a container reach the registry in the engine's order.
+//! A lane says it finished on the worker's own input ([`Msg::Lanes`]), so that the worker,
+//! asleep between events, wakes to settle it.
 //!
 //! Only backends whose calls keep no state between them offer lanes (Consul's agent API);
-//! the others make every call on the worker's own connection, as outside a sync.
+//! the others make every call on the worker's own connection.
 //!
 //! [`Outbox`]: super::outbox::Outbox
 //! [`Outbox::settle`]: super::outbox::Outbox::settle
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
 use std::thread;
 
-use std::time::Instant;
-
 use super::outbox::{Outcome, Ready};
+use super::{Clock, Msg};
 use crate::backend::Backend;
 
 /// Calls in flight at once, while the worker goes on with the engine. Measured on two cores
-/// (see the README's benchmark): two lanes took a sync of 100 from 0.227 to 0.154 s; one lane
-/// with the worker making a call itself whenever the lane was busy gained nothing, as the
+/// (see the README's benchmark): two lanes took a sync of 100 from 0.227 to 0.154-0.224 s; one
+/// lane with the worker making a call itself whenever the lane was busy gained nothing, as the
 /// worker's own calls hold up its inspects.
 pub const LANES: usize = 2;
 
@@ -56,8 +58,14 @@ pub struct Lanes {
 
 impl Lanes {
     /// `n` lanes on connections of their own, or `None` when the backend offers none (or no
-    /// thread could be started: then every call stays on the worker).
-    pub fn start(be: &dyn Backend, n: usize) -> Option<Lanes> {
+    /// thread could be started: then every call stays on the worker). A call's time is read on
+    /// `clock`, the worker's; `wake`, the worker's input, is told of every call finished.
+    pub fn start(
+        be: &dyn Backend,
+        n: usize,
+        clock: Arc<dyn Clock>,
+        wake: Option<Sender<Msg>>,
+    ) -> Option<Lanes> {
         if n == 0 {
             return None;
         }
@@ -70,10 +78,11 @@ impl Lanes {
             let conn = be.lane()?;
             let (jobs, rx) = sync_channel(1);
             let done_tx = done_tx.clone();
+            let (clock, wake) = (clock.clone(), wake.clone());
             let started = thread::Builder::new()
                 .name(format!("lane-{i}"))
                 .stack_size(STACK)
-                .spawn(move || run(i, conn, rx, done_tx));
+                .spawn(move || run(i, conn, rx, done_tx, clock, wake));
             if let Err(e) = started {
                 log::warn!("registry calls stay one at a time: start a lane: {e}");
                 return None;
@@ -83,23 +92,22 @@ impl Lanes {
         Some(Lanes { lanes, done })
     }
 
-    /// Waits until a change to registry entry `key` can be handed over: none in flight for
-    /// that entry, and a lane idle. Returns the changes that finished meanwhile, to be settled
-    /// before the next is admitted (one of them may have found the registry down).
-    pub fn wait_for(&mut self, key: &str) -> Vec<Done> {
-        let mut finished = Vec::new();
-        while self.lanes.iter().any(|l| l.busy.as_deref() == Some(key))
-            || self.lanes.iter().all(|l| l.busy.is_some())
-        {
-            match self.next() {
-                Some(d) => finished.push(d),
-                None => break,
-            }
-        }
-        finished
+    /// A change to registry entry `key` is in flight.
+    pub fn busy_with(&self, key: &str) -> bool {
+        self.lanes.iter().any(|l| l.busy.as_deref() == Some(key))
     }
 
-    /// Hands a change to an idle lane ([`Lanes::wait_for`] first), or gives it back when there
+    /// A lane can take a change now.
+    pub fn has_idle(&self) -> bool {
+        self.lanes.iter().any(|l| l.busy.is_none())
+    }
+
+    /// Any change is in flight.
+    pub fn in_flight(&self) -> bool {
+        self.lanes.iter().any(|l| l.busy.is_some())
+    }
+
+    /// Hands a change to an idle lane ([`Lanes::has_idle`] first), or gives it back when there
     /// is none (every lane gone, which takes a panic in a backend): the worker then makes it on
     /// its own connection.
     pub fn submit(&mut self, change: Ready) -> Option<Ready> {
@@ -117,41 +125,63 @@ impl Lanes {
         }
     }
 
-    /// Waits for every change in flight.
-    pub fn wait_all(&mut self) -> Vec<Done> {
+    /// The changes finished so far, without waiting.
+    pub fn finished(&mut self) -> Vec<Done> {
         let mut finished = Vec::new();
-        while self.lanes.iter().any(|l| l.busy.is_some()) {
-            match self.next() {
-                Some(d) => finished.push(d),
-                None => break,
+        loop {
+            match self.done.try_recv() {
+                Ok((i, d)) => {
+                    self.lanes[i].busy = None;
+                    finished.push(d);
+                }
+                Err(TryRecvError::Empty) => return finished,
+                Err(TryRecvError::Disconnected) => {
+                    self.gone();
+                    return finished;
+                }
             }
         }
-        finished
     }
 
-    /// The next change to finish; `None` once no lane is left.
-    fn next(&mut self) -> Option<Done> {
+    /// Waits for the next change to finish; `None` when none is in flight or no lane is left.
+    pub fn wait(&mut self) -> Option<Done> {
+        if !self.in_flight() {
+            return None;
+        }
         match self.done.recv() {
             Ok((i, d)) => {
                 self.lanes[i].busy = None;
                 Some(d)
             }
             Err(_) => {
-                for l in &mut self.lanes {
-                    l.busy = None;
-                }
+                self.gone();
                 None
             }
+        }
+    }
+
+    /// Every lane is gone (a panic in a backend): none counts as busy any more, and changes
+    /// handed over from now on come back to the worker ([`Lanes::submit`]).
+    fn gone(&mut self) {
+        for l in &mut self.lanes {
+            l.busy = None;
         }
     }
 }
 
 /// A lane's thread: one call at a time, until the worker drops its [`Lanes`].
-fn run(i: usize, mut be: Box<dyn Backend>, jobs: Receiver<Ready>, done: SyncSender<(usize, Done)>) {
+fn run(
+    i: usize,
+    mut be: Box<dyn Backend>,
+    jobs: Receiver<Ready>,
+    done: SyncSender<(usize, Done)>,
+    clock: Arc<dyn Clock>,
+    wake: Option<Sender<Msg>>,
+) {
     for change in jobs {
         // A panic in a backend (release builds abort on one) still answers the worker, which
         // would otherwise wait for this lane forever.
-        let call = std::panic::AssertUnwindSafe(|| change.call(be.as_mut(), Instant::now));
+        let call = std::panic::AssertUnwindSafe(|| change.call(be.as_mut(), || clock.now()));
         let (outcome, panicked) = match std::panic::catch_unwind(call) {
             Ok(o) => (o, false),
             Err(_) => (
@@ -162,7 +192,11 @@ fn run(i: usize, mut be: Box<dyn Backend>, jobs: Receiver<Ready>, done: SyncSend
                 true,
             ),
         };
-        if done.send((i, Done { change, outcome })).is_err() || panicked {
+        let answered = done.send((i, Done { change, outcome })).is_ok();
+        if let Some(w) = &wake {
+            let _ = w.send(Msg::Lanes);
+        }
+        if !answered || panicked {
             break;
         }
     }

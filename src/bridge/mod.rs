@@ -22,8 +22,9 @@ pub mod outbox;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::health::{docker_check, Mirror};
@@ -66,6 +67,8 @@ pub enum Msg {
     /// The registry lost what this daemon registered (a new ZooKeeper session): register
     /// everything again.
     RegistryLost,
+    /// A lane finished a registry call: its answer is settled (see [`lanes`]).
+    Lanes,
     Shutdown,
 }
 
@@ -135,10 +138,16 @@ pub struct Bridge {
     withheld: HashMap<String, String>,
     health: Mirror,
     outbox: Outbox,
-    /// Registry calls in flight at once during a sync; started at the first sync with more than
-    /// two containers, `None` for backends that offer no lanes. In use only while `syncing`.
+    /// Registry calls made beside the worker: started at the first sync with more than two
+    /// containers or when the registry turns out slow; `None` for backends that offer none.
     lanes: Option<Lanes>,
     lanes_tried: bool,
+    /// Changes for the lanes, in the order they were made, each waiting for a lane and for the
+    /// change before it to the same registry entry (see [`Bridge::dispatch`]).
+    waiting: VecDeque<(String, Op)>,
+    /// The worker's own input, where lanes say they finished a call (none in the tests that
+    /// hand messages to [`Bridge::handle`] themselves: calls are settled when waited for).
+    wake: Option<Sender<Msg>>,
     syncing: bool,
     /// `-cleanup` could not run at the last sync (registry down, listing or inspect failed):
     /// it runs at the next sync, or when the registry is back.
@@ -147,12 +156,12 @@ pub struct Bridge {
     next_resync: Option<Instant>,
     next_refresh: Option<Instant>,
     started: bool,
-    clock: Box<dyn Clock>,
+    clock: Arc<dyn Clock>,
 }
 
 /// Where the worker reads the time: the system clock in the daemon, a clock moved by hand in
 /// the tests. Read after blocking work, so that deadlines count from when it ended.
-pub trait Clock: Send {
+pub trait Clock: Send + Sync {
     fn now(&self) -> Instant;
 }
 
@@ -183,23 +192,34 @@ impl Bridge {
             outbox: Outbox::default(),
             lanes: None,
             lanes_tried: false,
+            waiting: VecDeque::new(),
+            wake: None,
             syncing: false,
             cleanup_due: false,
             next_resync: None,
             next_refresh: None,
             started: false,
-            clock: Box::new(SystemClock),
+            clock: Arc::new(SystemClock),
         }
     }
 
     /// The clock the worker reads (the system's by default).
     pub fn with_clock(mut self, clock: Box<dyn Clock>) -> Bridge {
-        self.clock = clock;
+        self.clock = Arc::from(clock);
         self
     }
 
-    /// Runs until `Shutdown` or until every sender is gone: waits for a message or for the
-    /// next timer, whichever comes first. With no timer due the thread sleeps in `recv`.
+    /// The sender of the worker's input, for lanes to say they finished a call: given, calls
+    /// outside a sync are made beside the worker too, and the worker goes on with the events.
+    /// (The worker then holds a sender of its own input: [`Bridge::run`] ends at `Shutdown`.)
+    pub fn with_wake(mut self, wake: Sender<Msg>) -> Bridge {
+        self.wake = Some(wake);
+        self
+    }
+
+    /// Runs until `Shutdown` or until every sender is gone (never, with [`Bridge::with_wake`]):
+    /// waits for a message or for the next timer, whichever comes first. With no timer due the
+    /// thread sleeps in `recv`.
     pub fn run(mut self, rx: Receiver<Msg>) {
         loop {
             self.tick();
@@ -272,6 +292,7 @@ impl Bridge {
             Msg::Event(ev, arrival) => self.event(ev, arrival),
             Msg::Sync => self.sync(Pass::Sync),
             Msg::RegistryLost => self.registry_lost(),
+            Msg::Lanes => self.collect(),
             Msg::Shutdown => {
                 self.shutdown();
                 return false;
@@ -292,21 +313,34 @@ impl Bridge {
     }
 
     /// Sends one change through the outbox; a registration the registry took gets its health.
-    /// During a sync the call is made on a lane, if the backend has them, and settled when it
-    /// finishes.
+    /// The call is made on the worker's connection, or, with lanes, beside it when the worker
+    /// should not wait for it: during a sync, while the registry is slow (a call took [`SLOW`]
+    /// or more), or while other changes wait or are in flight (they go first).
+    ///
+    /// [`SLOW`]: outbox::SLOW
     fn send(&mut self, op: Op) {
-        if self.syncing && self.lanes.is_some() {
-            return self.send_on_lane(op);
-        }
         let key = self.backend.key(op.service());
-        if let Ok(ready) = self.outbox.admit(key, op, self.clock.as_ref()) {
-            self.make_here(ready);
+        let beside = self.lanes.as_ref().is_some_and(|l| {
+            self.syncing || self.outbox.is_slow() || l.in_flight() || !self.waiting.is_empty()
+        });
+        if !beside {
+            if let Ok(ready) = self.outbox.admit(key, op, self.clock.as_ref()) {
+                self.make_here(ready);
+            }
+            return;
+        }
+        self.waiting.push_back((key, op));
+        self.dispatch();
+        // A sync hands its changes over as lanes free up, not all at once: what waits stays
+        // one change, however many containers there are.
+        if self.syncing {
+            while !self.waiting.is_empty() && self.wait_lane() {}
         }
     }
 
     /// Makes a change on the worker's own connection and settles it.
     fn make_here(&mut self, ready: Ready) {
-        let clock = self.clock.as_ref();
+        let clock = self.clock.clone();
         let outcome = ready.call(self.backend.as_mut(), || clock.now());
         self.settle_one(ready, outcome);
     }
@@ -320,34 +354,64 @@ impl Bridge {
         }
     }
 
-    /// [`Bridge::send`] during a sync with lanes: a change to an entry already in flight waits
-    /// for it, so each entry's changes reach the registry in order.
-    fn send_on_lane(&mut self, op: Op) {
-        let Some(lanes) = self.lanes.as_mut() else {
-            return;
-        };
-        let key = self.backend.key(op.service());
-        let finished = lanes.wait_for(&key);
-        self.settle(finished);
-        let Ok(ready) = self.outbox.admit(key, op, self.clock.as_ref()) else {
-            return;
-        };
-        let Some(ready) = self.lanes.as_mut().and_then(|l| l.submit(ready)) else {
-            return;
-        };
-        // No lane left (it cannot happen short of a panic in a backend): made here.
-        self.make_here(ready);
-    }
-
-    /// Settles changes a lane made.
-    fn settle(&mut self, finished: Vec<Done>) {
-        for Done { change, outcome } in finished {
-            self.settle_one(change, outcome);
+    /// Hands waiting changes to idle lanes, in the order they were made. A change to an entry
+    /// with one in flight, or with one waiting before it, stays behind that one.
+    fn dispatch(&mut self) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let Some(lanes) = self.lanes.as_mut() else {
+                return;
+            };
+            if !lanes.has_idle() {
+                return;
+            }
+            let key = &self.waiting[i].0;
+            if lanes.busy_with(key) || self.waiting.iter().take(i).any(|(k, _)| k == key) {
+                i += 1;
+                continue;
+            }
+            let Some((key, op)) = self.waiting.remove(i) else {
+                return;
+            };
+            let Ok(ready) = self.outbox.admit(key, op, self.clock.as_ref()) else {
+                continue;
+            };
+            if let Some(ready) = lanes.submit(ready) {
+                // No lane left (it cannot happen short of a panic in a backend): made here.
+                self.make_here(ready);
+            }
         }
     }
 
+    /// Settles the calls the lanes finished and hands them what waits (on [`Msg::Lanes`]).
+    fn collect(&mut self) {
+        let finished = self.lanes.as_mut().map(Lanes::finished).unwrap_or_default();
+        for Done { change, outcome } in finished {
+            self.settle_one(change, outcome);
+        }
+        self.dispatch();
+    }
+
+    /// Waits for a lane to finish a call, settles it and hands the lanes what waits; false
+    /// when no call was in flight.
+    fn wait_lane(&mut self) -> bool {
+        let Some(Done { change, outcome }) = self.lanes.as_mut().and_then(Lanes::wait) else {
+            return false;
+        };
+        self.settle_one(change, outcome);
+        self.dispatch();
+        true
+    }
+
+    /// Waits until every change handed to the lanes, and every one waiting for them, is made
+    /// and settled: before a sync ends, before `-cleanup` lists the registry, at shutdown.
+    fn idle(&mut self) {
+        self.collect();
+        while self.wait_lane() {}
+    }
+
     /// What the registry said to one change, wherever it was made; a registration it took gets
-    /// its health report.
+    /// its health report. A registry found slow gets lanes, if it offers them.
     fn settle_one(&mut self, change: Ready, outcome: Outcome) {
         let registered = self.mirrored(change.op());
         let (be, clock) = (self.backend.as_mut(), self.clock.as_ref());
@@ -356,14 +420,16 @@ impl Bridge {
                 self.health.registered(be, &mut self.outbox, &s, clock);
             }
         }
+        if !self.lanes_tried && self.outbox.is_slow() {
+            self.start_lanes();
+        }
     }
 
-    /// Waits for the calls of a sync still in flight and settles them.
-    fn settle_all(&mut self) {
-        if let Some(lanes) = self.lanes.as_mut() {
-            let finished = lanes.wait_all();
-            self.settle(finished);
-        }
+    /// Starts the lanes, once.
+    fn start_lanes(&mut self) {
+        self.lanes_tried = true;
+        let (be, clock) = (self.backend.as_ref(), self.clock.clone());
+        self.lanes = Lanes::start(be, LANES, clock, self.wake.clone());
     }
 
     /// `-ttl-refresh`: keeps what is registered from expiring (not while the registry is
@@ -639,7 +705,7 @@ impl Bridge {
         self.syncing = true;
         self.sync_containers(pass);
         self.syncing = false;
-        self.settle_all();
+        self.idle();
     }
 
     /// [`Bridge::sync`]'s work, its registry calls on lanes.
@@ -654,8 +720,7 @@ impl Bridge {
         log::debug!("sync: {} running containers", running.len());
         // Lanes are worth their thread only once there is more than a call or two to make.
         if !self.lanes_tried && running.len() > 2 {
-            self.lanes_tried = true;
-            self.lanes = Lanes::start(self.backend.as_ref(), LANES);
+            self.start_lanes();
         }
         let mut names = HashSet::new();
         let mut complete = true;
@@ -707,7 +772,7 @@ impl Bridge {
         }
         if self.opts.cleanup {
             // What the registry holds is listed once every registration has been made.
-            self.settle_all();
+            self.idle();
             if complete {
                 self.cleanup(&names);
             } else {
@@ -773,6 +838,8 @@ impl Bridge {
     /// `-deregister-on-shutdown`: then every service this daemon registered is removed, one
     /// try each (none while the registry is known to be down).
     fn shutdown(&mut self) {
+        // The changes on their way first (the registry's timeout bounds each call).
+        self.idle();
         if self.opts.deregister_on_shutdown && self.outbox.is_down() {
             log::warn!(
                 "shutdown: the registry is unreachable; {} services could not be removed",

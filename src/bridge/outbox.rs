@@ -33,6 +33,10 @@ pub const NO_ANSWER: Duration = Duration::from_secs(2);
 /// A call that succeeded but took this long: the registry is slow (logged once until a call is
 /// quick again).
 pub const SLOW: Duration = Duration::from_secs(1);
+/// A slow registry counts as prompt again at a quick call this long after its last slow one:
+/// calls in flight at once finish in any order, and a registry under load answers some quickly
+/// and some slowly, which would otherwise be said again and again.
+pub const PROMPT_AFTER: Duration = Duration::from_secs(10);
 
 /// One change to the registry.
 #[derive(Debug, Clone)]
@@ -183,8 +187,9 @@ pub struct Outbox {
     outage: Option<Outage>,
     /// The backend's last flush failed (the file could not be written): tried again.
     unflushed: Option<Retry>,
-    /// The last call that succeeded took [`SLOW`] or more (and that was logged).
-    slow: bool,
+    /// When the last call that took [`SLOW`] or more finished, while the registry counts as
+    /// slow (which was logged).
+    slow: Option<Instant>,
 }
 
 impl Outbox {
@@ -224,9 +229,8 @@ impl Outbox {
     }
 
     /// The registry's last successful call took [`SLOW`] or more.
-    #[cfg(test)]
     pub fn is_slow(&self) -> bool {
-        self.slow
+        self.slow.is_some()
     }
 
     /// The registry entries with a change waiting, in order.
@@ -327,7 +331,7 @@ impl Outbox {
                     self.in_registry.remove(&key);
                 }
                 delivered(&p.op, p.tries);
-                self.timed(verb, &p.op, took);
+                self.timed(verb, &p.op, took, clock.now());
                 Delivery::Made
             }
             Err(e) => {
@@ -353,16 +357,22 @@ impl Outbox {
         }
     }
 
-    /// Says once when the registry turns slow, and once when it is quick again.
-    fn timed(&mut self, verb: &str, op: &Op, took: Duration) {
-        if took >= SLOW && !self.slow {
-            self.slow = true;
-            log::warn!(
-                "registry slow: {verb} {} took {took:.1?}; changes wait behind its calls",
-                op.service().id
-            );
-        } else if took < SLOW && self.slow {
-            self.slow = false;
+    /// Says once when the registry turns slow, and once when it is quick again (a quick call
+    /// [`PROMPT_AFTER`] or more after the last slow one).
+    fn timed(&mut self, verb: &str, op: &Op, took: Duration, now: Instant) {
+        if took >= SLOW {
+            if self.slow.is_none() {
+                log::warn!(
+                    "registry slow: {verb} {} took {took:.1?}; changes wait behind its calls",
+                    op.service().id
+                );
+            }
+            self.slow = Some(now);
+        } else if self
+            .slow
+            .is_some_and(|at| now.saturating_duration_since(at) >= PROMPT_AFTER)
+        {
+            self.slow = None;
             log::info!("registry answering promptly again ({verb} took {took:.1?})");
         }
     }

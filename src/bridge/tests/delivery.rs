@@ -220,38 +220,64 @@ fn a_sync_registers_on_lanes_and_a_die_that_came_meanwhile_follows_the_registrat
 }
 
 #[test]
-fn a_second_change_to_an_entry_waits_for_the_one_in_flight() {
-    let reg = Recorder::default();
+fn a_slow_registry_holds_up_no_event_and_each_entry_keeps_its_order() {
+    let mut w = World::new(Deregister::Always);
+    let (tx, rx) = std::sync::mpsc::channel();
+    w.bridge.wake = Some(tx.clone());
     {
-        let mut g = reg.0.lock().unwrap();
+        let mut g = w.reg.0.lock().unwrap();
         g.lanes = true;
-        g.nap = Some(Duration::from_millis(30));
+        // Every registration takes 1.5 s on the worker's clock, and 50 ms for real.
+        g.slow = Some((w.clock.clone(), SLOW + SLOW / 2));
+        g.nap = Some(Duration::from_millis(50));
+        g.inspected = Some(w.inspected.clone());
     }
-    let mut lanes = Lanes::start(&reg, 2).unwrap();
-    let mut outbox = Outbox::default();
-    let clock = SystemClock;
-    let svc = |id: &str| Service {
-        id: id.into(),
-        ..Service::default()
-    };
-    for id in ["a", "b"] {
-        let op = Op::Register {
-            service: svc(id),
-            known: false,
+    // The first call, on the worker (no lanes yet), finds the registry slow.
+    w.start("c0", "web0", &[]);
+    assert!(w.bridge.outbox.is_slow());
+    assert!(w.bridge.lanes.is_some(), "lanes once the registry is slow");
+    // Six starts and the die of the last, queued as the event reader queues them.
+    for i in 1..=6 {
+        w.create(&format!("c{i}"), &format!("web{i}"), &[], None);
+        let start = Event {
+            action: Action::Start,
+            id: format!("c{i}"),
+            time_nano: 1,
+            exit_code: None,
         };
-        assert!(lanes.wait_for(id).is_empty(), "two lanes: none waited");
-        let ready = outbox.admit(id.into(), op, &clock).unwrap();
-        assert!(lanes.submit(ready).is_none());
+        tx.send(Msg::Event(start, Arrival::Live)).unwrap();
     }
-    // What the worker does before a change to "a": wait for the one in flight.
-    let done = lanes.wait_for("a");
-    assert!(done.iter().any(|d| d.change.key() == "a"));
+    let die = Event {
+        action: Action::Die,
+        id: "c6".into(),
+        time_nano: 1,
+        exit_code: Some(0),
+    };
+    tx.send(Msg::Event(die, Arrival::Live)).unwrap();
+    tx.send(Msg::Shutdown).unwrap();
+    w.bridge.run(rx);
+    let g = w.reg.0.lock().unwrap();
+    // A worker that waited for each call would begin the k-th registration after k inspects.
+    // It went on with the events instead: by the time a lane was free for a third one, every
+    // container had been inspected (c0 and the six).
+    assert_eq!(g.inspects_at_register.len(), 7, "{:?}", g.calls);
+    assert_eq!(g.inspects_at_register[3], 7, "{:?}", g.inspects_at_register);
+    assert_eq!(g.max_in_flight, LANES, "calls overlapped");
+    // The die, made behind the registration of its container.
+    let at = |call: &str| g.calls.iter().position(|c| c == call).expect(call);
+    assert!(at("register h:web6:80") < at("deregister h:web6:80"));
+    let held: Vec<&str> = g.held.keys().map(String::as_str).collect();
     assert_eq!(
-        reg.0.lock().unwrap().held.get("a").map(String::as_str),
-        Some("")
+        held,
+        [
+            "h:web0:80",
+            "h:web1:80",
+            "h:web2:80",
+            "h:web3:80",
+            "h:web4:80",
+            "h:web5:80"
+        ]
     );
-    let rest = lanes.wait_all();
-    assert_eq!(done.len() + rest.len(), 2);
 }
 
 #[test]
@@ -306,6 +332,11 @@ fn a_slow_registry_is_said_once_and_not_taken_for_a_failing_one() {
     assert!(!w.bridge.outbox.is_down());
     assert!(w.bridge.outbox.is_slow(), "noted (and logged) once");
     w.reg.0.lock().unwrap().slow = None;
+    // A quick answer right after a slow one does not make it prompt again (calls in flight
+    // finish in any order); one a while after the last slow one does.
+    w.start("c8", "web8", &[]);
+    assert!(w.bridge.outbox.is_slow(), "one quick call among slow ones");
+    w.later(super::outbox::PROMPT_AFTER);
     w.start("c9", "web9", &[]);
     assert!(!w.bridge.outbox.is_slow(), "quick again");
 }

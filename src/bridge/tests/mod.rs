@@ -6,8 +6,8 @@ mod containers;
 mod delivery;
 
 use super::health::REPORT_EVERY;
-use super::lanes::{Lanes, LANES};
-use super::outbox::{Op, Outbox, RETRY_MAX, RETRY_MIN};
+use super::lanes::LANES;
+use super::outbox::{RETRY_MAX, RETRY_MIN, SLOW};
 use super::*;
 use crate::backend;
 use std::collections::BTreeMap;
@@ -57,6 +57,9 @@ struct Reg {
     nap: Option<Duration>,
     in_flight: usize,
     max_in_flight: usize,
+    /// The engine's inspect count, read as each registration begins.
+    inspected: Option<Arc<AtomicUsize>>,
+    inspects_at_register: Vec<usize>,
 }
 #[derive(Default, Clone)]
 struct Recorder(Arc<Mutex<Reg>>);
@@ -80,6 +83,9 @@ impl backend::Backend for Recorder {
             let mut g = self.0.lock().unwrap();
             g.in_flight += 1;
             g.max_in_flight = g.max_in_flight.max(g.in_flight);
+            if let Some(n) = g.inspected.as_ref().map(|n| n.load(Ordering::SeqCst)) {
+                g.inspects_at_register.push(n);
+            }
             g.nap
         };
         if let Some(d) = nap {
