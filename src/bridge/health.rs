@@ -2,7 +2,7 @@
 //! of each of its services registered with `SERVICE_CHECK_DOCKER` (Consul's TTL check), on
 //! every change and again every [`REPORT_EVERY`] so that the check does not expire.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::outbox::{Delivery, Op, Outbox};
@@ -119,17 +119,19 @@ impl Mirror {
         }
     }
 
-    /// Every mirrored check, reported again before its TTL runs out; the next time is set.
+    /// Every mirrored check, reported again before its TTL runs out, but those of registry
+    /// entries in `on_lanes` (a change on its way: it reports when made); the next time is set.
     pub fn report_all(
         &mut self,
         registered: &HashMap<String, Vec<Service>>,
+        on_lanes: &HashSet<String>,
         be: &mut dyn Backend,
         outbox: &mut Outbox,
         clock: &dyn Clock,
     ) {
         for (id, &h) in &self.mirrored {
             for s in registered.get(id).into_iter().flatten() {
-                if docker_check(s) {
+                if docker_check(s) && (on_lanes.is_empty() || !on_lanes.contains(&be.key(s))) {
                     self.report(be, outbox, s, h, clock);
                 }
             }

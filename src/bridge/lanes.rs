@@ -21,6 +21,7 @@
 //! [`Outbox`]: super::outbox::Outbox
 //! [`Outbox::settle`]: super::outbox::Outbox::settle
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::thread;
@@ -45,6 +46,13 @@ pub struct Done {
     pub outcome: Outcome,
 }
 
+/// Where a lane says it finished a call: the worker's input, and whether a [`Msg::Lanes`] is
+/// already on its way there (one wakes the worker for every call finished until it collects).
+struct Wake {
+    tx: Sender<Msg>,
+    sent: Arc<AtomicBool>,
+}
+
 struct Lane {
     jobs: SyncSender<Ready>,
     /// The registry entry of the change it is making, if any.
@@ -54,6 +62,8 @@ struct Lane {
 pub struct Lanes {
     lanes: Vec<Lane>,
     done: Receiver<(usize, Done)>,
+    /// A [`Msg::Lanes`] is on its way to the worker.
+    woken: Arc<AtomicBool>,
 }
 
 impl Lanes {
@@ -73,12 +83,17 @@ impl Lanes {
         // time, so neither side ever waits on a full one (an unbounded channel allocates
         // 31 slots a block, some 10 KiB here, per channel).
         let (done_tx, done) = sync_channel(n);
+        let woken = Arc::new(AtomicBool::new(false));
         let mut lanes = Vec::with_capacity(n);
         for i in 0..n {
             let conn = be.lane()?;
             let (jobs, rx) = sync_channel(1);
             let done_tx = done_tx.clone();
-            let (clock, wake) = (clock.clone(), wake.clone());
+            let clock = clock.clone();
+            let wake = wake.clone().map(|tx| Wake {
+                tx,
+                sent: woken.clone(),
+            });
             let started = thread::Builder::new()
                 .name(format!("lane-{i}"))
                 .stack_size(STACK)
@@ -89,12 +104,17 @@ impl Lanes {
             }
             lanes.push(Lane { jobs, busy: None });
         }
-        Some(Lanes { lanes, done })
+        Some(Lanes { lanes, done, woken })
     }
 
     /// A change to registry entry `key` is in flight.
     pub fn busy_with(&self, key: &str) -> bool {
         self.lanes.iter().any(|l| l.busy.as_deref() == Some(key))
+    }
+
+    /// The registry entries of the changes in flight.
+    pub fn busy_keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.lanes.iter().filter_map(|l| l.busy.clone())
     }
 
     /// A lane can take a change now.
@@ -108,8 +128,8 @@ impl Lanes {
     }
 
     /// Hands a change to an idle lane ([`Lanes::has_idle`] first), or gives it back when there
-    /// is none (every lane gone, which takes a panic in a backend): the worker then makes it on
-    /// its own connection.
+    /// is none or its thread is gone (which takes a panic in a backend, in a build that unwinds):
+    /// the worker then makes it on its own connection.
     pub fn submit(&mut self, change: Ready) -> Option<Ready> {
         let Some(lane) = self.lanes.iter_mut().find(|l| l.busy.is_none()) else {
             return Some(change);
@@ -127,6 +147,8 @@ impl Lanes {
 
     /// The changes finished so far, without waiting.
     pub fn finished(&mut self) -> Vec<Done> {
+        // Cleared first: a call finished from now on wakes the worker again.
+        self.woken.store(false, Ordering::SeqCst);
         let mut finished = Vec::new();
         loop {
             match self.done.try_recv() {
@@ -176,7 +198,7 @@ fn run(
     jobs: Receiver<Ready>,
     done: SyncSender<(usize, Done)>,
     clock: Arc<dyn Clock>,
-    wake: Option<Sender<Msg>>,
+    wake: Option<Wake>,
 ) {
     for change in jobs {
         // A panic in a backend (release builds abort on one) still answers the worker, which
@@ -193,8 +215,11 @@ fn run(
             ),
         };
         let answered = done.send((i, Done { change, outcome })).is_ok();
-        if let Some(w) = &wake {
-            let _ = w.send(Msg::Lanes);
+        if let Some(w) = wake
+            .as_ref()
+            .filter(|w| !w.sent.swap(true, Ordering::SeqCst))
+        {
+            let _ = w.tx.send(Msg::Lanes);
         }
         if !answered || panicked {
             break;

@@ -210,8 +210,9 @@ impl Bridge {
     }
 
     /// The sender of the worker's input, for lanes to say they finished a call: given, calls
-    /// outside a sync are made beside the worker too, and the worker goes on with the events.
-    /// (The worker then holds a sender of its own input: [`Bridge::run`] ends at `Shutdown`.)
+    /// outside a sync are made on lanes too while the registry is slow, and the worker goes on
+    /// with the events (without it, lanes serve a sync only). The worker then holds a sender of
+    /// its own input: [`Bridge::run`] ends at `Shutdown`.
     pub fn with_wake(mut self, wake: Sender<Msg>) -> Bridge {
         self.wake = Some(wake);
         self
@@ -270,9 +271,10 @@ impl Bridge {
             self.next_refresh = self.after(self.opts.refresh);
         }
         if due(self.health.next_due(), self.clock.now()) {
+            let on_lanes = self.on_lanes();
             let (be, outbox) = (self.backend.as_mut(), &mut self.outbox);
             self.health
-                .report_all(&self.registered, be, outbox, self.clock.as_ref());
+                .report_all(&self.registered, &on_lanes, be, outbox, self.clock.as_ref());
         }
         if due(self.outbox.next_due(), self.clock.now()) {
             self.retry();
@@ -321,7 +323,9 @@ impl Bridge {
     fn send(&mut self, op: Op) {
         let key = self.backend.key(op.service());
         let beside = self.lanes.as_ref().is_some_and(|l| {
-            self.syncing || self.outbox.is_slow() || l.in_flight() || !self.waiting.is_empty()
+            self.syncing
+                || (self.wake.is_some()
+                    && (self.outbox.is_slow() || l.in_flight() || !self.waiting.is_empty()))
         });
         if !beside {
             if let Ok(ready) = self.outbox.admit(key, op, self.clock.as_ref()) {
@@ -329,7 +333,17 @@ impl Bridge {
             }
             return;
         }
-        self.waiting.push_back((key, op));
+        // One waiting change per entry, the latest wanted (as the outbox keeps them): a
+        // container that restarts over and over behind a slow registry adds nothing, and one
+        // that goes before its registration was made costs no call at all.
+        match self.waiting.iter().position(|(k, _)| *k == key) {
+            Some(i) if self.unmade(i, &op) => {
+                log::debug!("dropped: {} (never reached the registry)", op.service().id);
+                self.waiting.remove(i);
+            }
+            Some(i) => self.waiting[i].1 = op,
+            None => self.waiting.push_back((key, op)),
+        }
         self.dispatch();
         // A sync hands its changes over as lanes free up, not all at once: what waits stays
         // one change, however many containers there are.
@@ -354,8 +368,17 @@ impl Bridge {
         }
     }
 
-    /// Hands waiting changes to idle lanes, in the order they were made. A change to an entry
-    /// with one in flight, or with one waiting before it, stays behind that one.
+    /// `op` undoes the registration waiting at `i`, which never reached the registry (none of
+    /// that entry is there, and none is in flight).
+    fn unmade(&self, i: usize, op: &Op) -> bool {
+        let (key, waiting) = &self.waiting[i];
+        matches!((waiting, op), (Op::Register { .. }, Op::Deregister(_)))
+            && !self.outbox.in_registry(key)
+            && !self.lanes.as_ref().is_some_and(|l| l.busy_with(key))
+    }
+
+    /// Hands waiting changes to idle lanes, in the order they were made (one per entry, see
+    /// [`Bridge::send`]). A change to an entry with one in flight stays behind that one.
     fn dispatch(&mut self) {
         let mut i = 0;
         while i < self.waiting.len() {
@@ -365,8 +388,7 @@ impl Bridge {
             if !lanes.has_idle() {
                 return;
             }
-            let key = &self.waiting[i].0;
-            if lanes.busy_with(key) || self.waiting.iter().take(i).any(|(k, _)| k == key) {
+            if lanes.busy_with(&self.waiting[i].0) {
                 i += 1;
                 continue;
             }
@@ -423,6 +445,24 @@ impl Bridge {
         if !self.lanes_tried && self.outbox.is_slow() {
             self.start_lanes();
         }
+    }
+
+    /// The registry entries with a change on its way on the lanes (waiting or in flight).
+    fn on_lanes(&self) -> HashSet<String> {
+        let Some(lanes) = self.lanes.as_ref() else {
+            return HashSet::new();
+        };
+        let waiting = self.waiting.iter().map(|(k, _)| k.clone());
+        waiting.chain(lanes.busy_keys()).collect()
+    }
+
+    /// A change to this service's registry entry is on its way on the lanes.
+    fn on_lanes_has(&self, s: &Service) -> bool {
+        let Some(lanes) = self.lanes.as_ref() else {
+            return false;
+        };
+        let key = self.backend.key(s);
+        lanes.busy_with(&key) || self.waiting.iter().any(|(k, _)| *k == key)
     }
 
     /// Starts the lanes, once.
@@ -597,8 +637,10 @@ impl Bridge {
         for s in &services {
             let known = old.contains(s);
             if known && !pass.resend() && !self.outbox.is_pending_for(self.backend.as_ref(), s) {
-                // Registered already; only a changed health is news for its check.
-                if let Some(h) = mirrored.filter(|&h| docker_check(s) && before != Some(h)) {
+                // Registered already; only a changed health is news for its check (not while a
+                // change to it is on its way on a lane: that one reports when made).
+                let changed = mirrored.filter(|&h| docker_check(s) && before != Some(h));
+                if let Some(h) = changed.filter(|_| !self.on_lanes_has(s)) {
                     let be = self.backend.as_mut();
                     let clock = self.clock.as_ref();
                     self.health.report(be, &mut self.outbox, s, h, clock);

@@ -30,8 +30,8 @@ pub const OUTAGE_PING_MAX: Duration = Duration::from_secs(5);
 /// connection, a timeout): the registry counts as unreachable at once, without a ping that
 /// would wait as long again.
 pub const NO_ANSWER: Duration = Duration::from_secs(2);
-/// A call that succeeded but took this long: the registry is slow (logged once until a call is
-/// quick again).
+/// A call that succeeded but took this long: the registry is slow (logged once, until a quick
+/// call [`PROMPT_AFTER`] later).
 pub const SLOW: Duration = Duration::from_secs(1);
 /// A slow registry counts as prompt again at a quick call this long after its last slow one:
 /// calls in flight at once finish in any order, and a registry under load answers some quickly
@@ -198,6 +198,11 @@ impl Outbox {
         self.outage.is_some()
     }
 
+    /// A registration of this registry entry was made (or tried) and not undone since.
+    pub fn in_registry(&self, key: &str) -> bool {
+        self.in_registry.contains(key)
+    }
+
     /// A change to this registry entry is waiting.
     pub fn is_pending(&self, key: &str) -> bool {
         self.position(key).is_some()
@@ -228,7 +233,8 @@ impl Outbox {
         [flush, calls].into_iter().flatten().min()
     }
 
-    /// The registry's last successful call took [`SLOW`] or more.
+    /// The registry counts as slow: a call took [`SLOW`] or more, and none was quick since
+    /// [`PROMPT_AFTER`] after it.
     pub fn is_slow(&self) -> bool {
         self.slow.is_some()
     }
@@ -362,10 +368,7 @@ impl Outbox {
     fn timed(&mut self, verb: &str, op: &Op, took: Duration, now: Instant) {
         if took >= SLOW {
             if self.slow.is_none() {
-                log::warn!(
-                    "registry slow: {verb} {} took {took:.1?}; changes wait behind its calls",
-                    op.service().id
-                );
+                log::warn!("registry slow: {verb} {} took {took:.1?}", op.service().id);
             }
             self.slow = Some(now);
         } else if self
