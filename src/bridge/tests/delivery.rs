@@ -221,17 +221,7 @@ fn a_sync_registers_on_lanes_and_a_die_that_came_meanwhile_follows_the_registrat
 
 #[test]
 fn a_slow_registry_holds_up_no_event_and_each_entry_keeps_its_order() {
-    let mut w = World::new(Deregister::Always);
-    let (tx, rx) = std::sync::mpsc::channel();
-    w.bridge.wake = Some(tx.clone());
-    {
-        let mut g = w.reg.0.lock().unwrap();
-        g.lanes = true;
-        // Every registration takes 1.5 s on the worker's clock, and 50 ms for real.
-        g.slow = Some((w.clock.clone(), SLOW + SLOW / 2));
-        g.nap = Some(Duration::from_millis(50));
-        g.inspected = Some(w.inspected.clone());
-    }
+    let (mut w, tx, rx) = World::slow_with_lanes(Duration::from_millis(50));
     // The first call, on the worker (no lanes yet), finds the registry slow.
     w.start("c0", "web0", &[]);
     assert!(w.bridge.outbox.is_slow());
@@ -287,15 +277,8 @@ fn a_slow_registry_holds_up_no_event_and_each_entry_keeps_its_order() {
 
 #[test]
 fn a_lane_that_finished_wakes_the_worker_which_hands_on_what_waits() {
-    let mut w = World::new(Deregister::Always);
-    let (tx, rx) = std::sync::mpsc::channel();
-    w.bridge.wake = Some(tx);
-    {
-        let mut g = w.reg.0.lock().unwrap();
-        g.lanes = true;
-        g.slow = Some((w.clock.clone(), SLOW + SLOW / 2));
-        g.nap = Some(Duration::from_millis(20));
-    }
+    let (mut w, tx, rx) = World::slow_with_lanes(Duration::from_millis(20));
+    drop(tx);
     w.start("c0", "web0", &[]);
     assert!(w.bridge.lanes.is_some(), "lanes once the registry is slow");
     // Two changes go to the lanes at once; the third waits, and the worker returns at once.

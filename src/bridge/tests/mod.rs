@@ -230,6 +230,23 @@ impl World {
             .insert(id.into(), serde_json::from_value(j).unwrap());
     }
 
+    /// A registry with lanes whose registrations take 1.5 s on the worker's clock (slow) and
+    /// `nap` for real, with the engine's inspects counted at each; the worker is told on the
+    /// channel returned when a lane finished.
+    fn slow_with_lanes(nap: Duration) -> (World, std::sync::mpsc::Sender<Msg>, Receiver<Msg>) {
+        let mut w = World::new(Deregister::Always);
+        let (tx, rx) = std::sync::mpsc::channel();
+        w.bridge.wake = Some(tx.clone());
+        {
+            let mut g = w.reg.0.lock().unwrap();
+            g.lanes = true;
+            g.slow = Some((w.clock.clone(), SLOW + SLOW / 2));
+            g.nap = Some(nap);
+            g.inspected = Some(w.inspected.clone());
+        }
+        (w, tx, rx)
+    }
+
     fn with(opts: Options) -> World {
         let mut w = World::new(opts.deregister);
         w.bridge.opts = opts;
