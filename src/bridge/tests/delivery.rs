@@ -193,13 +193,8 @@ fn a_sync_registers_on_lanes_and_a_die_that_came_meanwhile_follows_the_registrat
     // event reader would queue it while the sync runs.
     let (tx, rx) = std::sync::mpsc::channel();
     tx.send(Msg::Sync).unwrap();
-    let die = Event {
-        action: Action::Die,
-        id: "c5".into(),
-        time_nano: 1,
-        exit_code: Some(0),
-    };
-    tx.send(Msg::Event(die, Arrival::Live)).unwrap();
+    tx.send(event(Action::Die, "c5", Some(0), Arrival::Live))
+        .unwrap();
     tx.send(Msg::Shutdown).unwrap();
     w.bridge.run(rx);
     let g = w.reg.0.lock().unwrap();
@@ -231,22 +226,13 @@ fn a_slow_registry_holds_up_no_event_and_each_entry_keeps_its_order() {
     // them.
     for i in 1..=6 {
         w.create(&format!("c{i}"), &format!("web{i}"), &[], None);
-        let start = Event {
-            action: Action::Start,
-            id: format!("c{i}"),
-            time_nano: 1,
-            exit_code: None,
-        };
-        tx.send(Msg::Event(start, Arrival::Live)).unwrap();
+        let id = format!("c{i}");
+        tx.send(event(Action::Start, &id, None, Arrival::Live))
+            .unwrap();
     }
     for id in ["c1", "c6"] {
-        let die = Event {
-            action: Action::Die,
-            id: id.into(),
-            time_nano: 1,
-            exit_code: Some(0),
-        };
-        tx.send(Msg::Event(die, Arrival::Live)).unwrap();
+        tx.send(event(Action::Die, id, Some(0), Arrival::Live))
+            .unwrap();
     }
     tx.send(Msg::Shutdown).unwrap();
     w.bridge.run(rx);

@@ -154,6 +154,17 @@ impl backend::Backend for Recorder {
     }
 }
 
+/// An event of container `id`, as the event reader hands it to the worker.
+fn event(action: Action, id: &str, exit_code: Option<i64>, arrival: Arrival) -> Msg {
+    let ev = Event {
+        action,
+        id: id.into(),
+        time_nano: 1,
+        exit_code,
+    };
+    Msg::Event(ev, arrival)
+}
+
 /// A clock that moves only when the test says so.
 #[derive(Clone)]
 struct Hand(Arc<Mutex<Instant>>);
@@ -304,13 +315,7 @@ impl World {
     }
 
     fn arrive(&mut self, action: Action, id: &str, exit_code: Option<i64>, arrival: Arrival) {
-        let ev = Event {
-            action,
-            id: id.into(),
-            time_nano: 1,
-            exit_code,
-        };
-        assert!(self.handle(Msg::Event(ev, arrival)));
+        assert!(self.handle(event(action, id, exit_code, arrival)));
     }
 
     fn now(&self) -> Instant {
