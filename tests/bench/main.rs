@@ -244,7 +244,7 @@ fn run() -> Res<()> {
     eprintln!("bench: floor: start-up sync of {}", plan.sync);
     let mut floor_sync_repeated = Vec::new();
     let floor_sync_rounds = floor_sync(&env, &plan, &mut consul, &mut floor_sync_repeated)?;
-    let floor_sync_s = stats(floor_sync_rounds.iter().map(|r| r.s).collect()).median;
+    let floor_sync_s = median_s(&floor_sync_rounds);
 
     let peer = match &opts.peer {
         Some(cmd) => {
@@ -315,6 +315,11 @@ struct Stats {
     p90: f64,
     p99: f64,
     max: f64,
+}
+
+/// The median time of sync rounds (s).
+fn median_s(rounds: &[Round]) -> f64 {
+    stats(rounds.iter().map(|r| r.s).collect()).median
 }
 
 fn stats(mut v: Vec<f64>) -> Stats {
@@ -786,7 +791,7 @@ fn subject(
         &mut s.sync_repeated,
     )?;
     s.sync_rounds = rounds;
-    s.sync_s = stats(s.sync_rounds.iter().map(|r| r.s).collect()).median;
+    s.sync_s = median_s(&s.sync_rounds);
     settle(&mut d)?;
     s.mem_idle_synced = d.mem()?;
     eprintln!("bench: {label}: idle for {} s", plan.idle.as_secs());

@@ -157,7 +157,7 @@ pub fn run(
             &mut size.sync_repeated,
         )?;
         size.sync_rounds = rounds;
-        size.sync_s = stats(size.sync_rounds.iter().map(|r| r.s).collect()).median;
+        size.sync_s = median_s(&size.sync_rounds);
         size.sync_per_container_ms = round3(1000.0 * size.sync_s / n as f64);
         settle(&mut d)?;
         size.hwm_synced_kib = d.mem()?.hwm_kib;
@@ -196,7 +196,7 @@ pub fn run(
         eprintln!("bench: scale {n}: the floor's sync");
         size.floor_sync_rounds =
             floor_syncs(env, ROUNDS, &want, consul, &mut size.floor_sync_repeated)?;
-        size.floor_sync_s = stats(size.floor_sync_rounds.iter().map(|r| r.s).collect()).median;
+        size.floor_sync_s = median_s(&size.floor_sync_rounds);
         size.floor_sync_per_container_ms = round3(1000.0 * size.floor_sync_s / n as f64);
         // Kept in the log as it comes: a later size may fail.
         eprintln!(
