@@ -10,7 +10,10 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use crate::service::split_tags;
+use crate::template::Template;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Deregister {
@@ -26,6 +29,8 @@ pub struct Config {
     pub explicit: bool,
     pub ip_label: Option<String>,
     pub tags: Vec<String>,
+    /// `-tags` when it is a template.
+    pub tags_template: Option<Arc<Template>>,
     /// `-resync` seconds; `None` when 0.
     pub resync: Option<Duration>,
     pub deregister: Deregister,
@@ -95,7 +100,15 @@ const FLAGS: &[Flag] = &[
     Flag {
         names: &["tags"],
         set: Set::Value(|p, v| {
-            p.tags = split_tags(v);
+            // A template is checked now, before anything is connected (Decisions T4).
+            p.tags_template = None;
+            p.tags = Vec::new();
+            if Template::is_template(v) {
+                let t = Template::parse(v).map_err(|e| Usage(format!("invalid -tags: {e}")))?;
+                p.tags_template = Some(Arc::new(t));
+            } else {
+                p.tags = split_tags(v);
+            }
             Ok(())
         }),
     },
@@ -206,6 +219,7 @@ struct Parsed {
     explicit: bool,
     ip_label: Option<String>,
     tags: Vec<String>,
+    tags_template: Option<Arc<Template>>,
     resync: u64,
     deregister: Deregister,
     ttl: u64,
@@ -226,6 +240,7 @@ impl Default for Parsed {
             explicit: false,
             ip_label: None,
             tags: Vec::new(),
+            tags_template: None,
             resync: 0,
             deregister: Deregister::Always,
             ttl: 0,
@@ -431,6 +446,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Usage
         explicit: p.explicit,
         ip_label: p.ip_label,
         tags: p.tags,
+        tags_template: p.tags_template,
         resync: (p.resync > 0).then(|| Duration::from_secs(p.resync)),
         deregister: p.deregister,
         ttl,

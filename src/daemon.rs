@@ -77,6 +77,7 @@ pub fn run(config: cli::Config) -> Result<(), Fail> {
         explicit: config.explicit,
         ip_label: config.ip_label.clone(),
         tags: config.tags.clone(),
+        tags_template: config.tags_template.clone(),
     };
 
     // The worker's input, made now so that the backend can report a lost session to it.

@@ -60,6 +60,9 @@
 //! | the inspect JSON fields read | [`docker::container`] |
 //! | the socket I/O around those cores | [`docker`] (`docker/mod.rs`) |
 //! | container + flags -> services (spec section 4), pure | [`service`] |
+//! | Go templates in tags: parser, evaluator over the inspect JSON, helpers | [`template`] |
+//! | `httpGet` of `-tags` templates: one bounded HTTP GET | [`httpget`] |
+//! | our own TCP streams, plain or TLS (engine over TLS, `httpGet` of https) | [`tls`] |
 //! | the registry interface, URI schemes, `Health` | [`backend`] (`backend/mod.rs`) |
 //! | one file (or folder) per backend, each a cargo feature | `backend/consul.rs`, `consulkv.rs`, `etcd/`, `zookeeper/`, `file.rs` |
 //! | what the HTTP and the key-value backends share | [`backend::http`], [`backend::kv`] |
@@ -85,6 +88,9 @@ pub mod bridge;
 pub mod cli;
 pub mod daemon;
 pub mod docker;
+pub mod httpget;
 pub mod percent;
 pub mod service;
+pub mod template;
+pub mod tls;
 pub mod watcher;

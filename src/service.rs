@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use crate::docker::container::{id12, Container, PortBinding};
+use crate::template::{self, Template};
 
 /// What the flags and the host contribute to every service.
 #[derive(Debug, Clone, Default)]
@@ -21,8 +24,10 @@ pub struct Settings {
     pub explicit: bool,
     /// `-useIpFromLabel`.
     pub ip_label: Option<String>,
-    /// `-tags`, already split.
+    /// `-tags` without `{{`, already split.
     pub tags: Vec<String>,
+    /// `-tags` with `{{`: a Go template rendered for each service, then split.
+    pub tags_template: Option<Arc<Template>>,
 }
 
 /// One service to register.
@@ -59,10 +64,14 @@ impl Service {
 
 /// The services of a container, and a reason for every port left out (for `ignored:` lines).
 /// `peer_ip` is the IP of the container named by `NetworkMode: container:<x>`, if any.
+/// `known` are the services the container has now: their tags are kept rather than rendered
+/// again (Decisions T6: a template is evaluated when its service is first built; an
+/// `httpGet` of `-tags` is not repeated at every resync).
 pub fn services(
     c: &Container,
     settings: &Settings,
     peer_ip: Option<&str>,
+    known: &[Service],
 ) -> (Vec<Service>, Vec<String>) {
     let mut out = Vec::new();
     let mut ignored = Vec::new();
@@ -143,11 +152,22 @@ pub fn services(
             }
         };
 
-        let mut tags = split_tags(meta.get("tags").unwrap_or(""));
-        tags.extend(settings.tags.iter().cloned());
-        if proto == "udp" {
-            tags.push("udp".into());
-        }
+        let own = meta.get("tags").unwrap_or("");
+        let templated = settings.tags_template.is_some() || Template::is_template(own);
+        let before = known
+            .iter()
+            .find(|k| k.exposed_port == exposed_port && k.proto == proto)
+            .filter(|_| templated);
+        let tags = match before {
+            Some(k) => k.tags.clone(),
+            None => match tags(c, settings, own, proto) {
+                Ok(t) => t,
+                Err(reason) => {
+                    ignored.push(format!("{id} port {port_text}: tags template: {reason}"));
+                    continue;
+                }
+            },
+        };
 
         let (ip, port) = match address(c, settings, peer_ip, &meta, binding.as_ref(), exposed_port)
         {
@@ -179,6 +199,35 @@ pub fn services(
         });
     }
     (out, ignored)
+}
+
+/// A service's tags: its own `SERVICE_*TAGS` (a template without `httpGet`: a container's
+/// metadata makes no request), then `-tags` (rendered first; a template there may fetch), then
+/// `udp` for a UDP port.
+fn tags(c: &Container, settings: &Settings, own: &str, proto: &str) -> Result<Vec<String>, String> {
+    let forced = match &settings.tags_template {
+        Some(t) => {
+            let mut out = String::new();
+            let mut fetch = crate::httpget::get;
+            t.render(&c.raw, Some(&mut fetch), &mut out)?;
+            split_tags(&out)
+        }
+        None => settings.tags.clone(),
+    };
+    let mut tags = if Template::is_template(own) {
+        let parsed = template::cached(own);
+        let t = parsed.as_ref().as_ref().map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        t.render(&c.raw, None, &mut out)?;
+        split_tags(&out)
+    } else {
+        split_tags(own)
+    };
+    tags.extend(forced);
+    if proto == "udp" {
+        tags.push("udp".into());
+    }
+    Ok(tags)
 }
 
 /// The IP and port to register for one port (spec 4.4).
@@ -384,7 +433,9 @@ mod tests {
     use serde_json::json;
 
     fn container(v: serde_json::Value) -> Container {
-        serde_json::from_value(v).expect("test container JSON")
+        let mut c: Container = serde_json::from_value(v.clone()).expect("test container JSON");
+        c.raw = v.to_string().into_bytes();
+        c
     }
 
     fn settings() -> Settings {
@@ -433,7 +484,7 @@ mod tests {
     }
 
     fn one(c: &Container, s: &Settings) -> Vec<Service> {
-        services(c, s, None).0
+        services(c, s, None, &[]).0
     }
 
     #[test]
@@ -585,7 +636,7 @@ mod tests {
         assert_eq!(name(""), "ctr");
         // Neither image nor name (only the API allows it): no service, a reason.
         let c = run("", "", &[("80", "8080")], &[], &[]);
-        let (services, ignored) = services(&c, &Settings::default(), None);
+        let (services, ignored) = services(&c, &Settings::default(), None, &[]);
         assert!(services.is_empty());
         assert!(ignored[0].contains("no service name"), "{ignored:?}");
     }
@@ -625,7 +676,7 @@ mod tests {
             &["SERVICE_443_IGNORE=1"],
             &[],
         );
-        let (got, ignored) = services(&c, &settings(), None);
+        let (got, ignored) = services(&c, &settings(), None, &[]);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].name, "img-80", "suffix counts ports before ignore");
         assert_eq!(ignored.len(), 1);
@@ -659,7 +710,7 @@ mod tests {
     fn unpublished_ports_and_internal() {
         let mut c = run("x", "img", &[("80", "8080")], &[], &[]);
         c.network_settings.ports.insert("9000/tcp".into(), None);
-        let (got, ignored) = services(&c, &settings(), None);
+        let (got, ignored) = services(&c, &settings(), None, &[]);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].name, "img", "an unpublished port is not a candidate");
         assert_eq!(ignored, ["0123456789ab port 9000 not published on host"]);
@@ -793,7 +844,7 @@ mod tests {
             "HostConfig": {"NetworkMode": "container:main"},
             "NetworkSettings": {"Ports": null, "Networks": null}
         }));
-        let (got, _) = services(&c, &settings(), Some("10.9.0.7"));
+        let (got, _) = services(&c, &settings(), Some("10.9.0.7"), &[]);
         assert_eq!((got[0].ip.as_str(), got[0].port), ("10.9.0.7", 9000));
     }
 
@@ -824,7 +875,7 @@ mod tests {
         // as Docker 20.10 reports it.
         let c: Container =
             serde_json::from_str(include_str!("../tests/data/inspect-engine-20.10.json")).unwrap();
-        let (got, ignored) = services(&c, &settings(), None);
+        let (got, ignored) = services(&c, &settings(), None, &[]);
         assert_eq!(got.len(), 1);
         let s = &got[0];
         assert_eq!(s.id, "hostname:cap3:80");
@@ -873,8 +924,144 @@ mod tests {
         c.network_settings
             .ports
             .insert("abc/tcp".into(), Some(vec![]));
-        let (got, ignored) = services(&c, &settings(), None);
+        let (got, ignored) = services(&c, &settings(), None, &[]);
         assert!(got.is_empty());
         assert_eq!(ignored.len(), 2);
+    }
+
+    /// Section 2.1's container: Hostname `myhost`, label `env=prod`, one port.
+    fn templated(env: &[&str], port: &str) -> Container {
+        let (p, proto) = port.split_once('/').unwrap();
+        let host = if proto == "udp" { "5353" } else { "8080" };
+        container(json!({
+            "Id": "0123456789abcdef0123456789abcdef",
+            "Name": "/web-1",
+            "State": {"Running": true},
+            "Config": {"Image": "nginx", "Hostname": "myhost", "Env": env,
+                       "Labels": {"env": "prod"}, "ExposedPorts": {port: {}}},
+            "HostConfig": {"NetworkMode": "default"},
+            "NetworkSettings": {"Ports": {port: [{"HostIp": "0.0.0.0", "HostPort": host}]},
+                "Networks": {"bridge": {"IPAddress": "172.17.0.2"}}},
+            "_": p
+        }))
+    }
+
+    fn with_tags(tags: &str) -> Settings {
+        let mut s = settings();
+        if crate::template::Template::is_template(tags) {
+            s.tags_template = Some(Arc::new(crate::template::Template::parse(tags).unwrap()));
+        } else {
+            s.tags = split_tags(tags);
+        }
+        s
+    }
+
+    /// Vectors T1-T11 of spec/dropin.md section 2.1, in our tag order (written order, the
+    /// service's own tags first), errors skipping only that service (Decisions T4).
+    #[test]
+    fn service_tags_templates_t1_to_t11() {
+        let tags = |env: &[&str], forced: &str, port: &str| -> Result<Vec<String>, String> {
+            let (got, ignored) = services(&templated(env, port), &with_tags(forced), None, &[]);
+            match got.first() {
+                Some(s) => Ok(s.tags.clone()),
+                None => Err(ignored.join("; ")),
+            }
+        };
+        let ok = |v: &[&str]| Ok(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        // T1, T2, T3, T7, T9, T10, T11.
+        assert_eq!(
+            tags(
+                &["SERVICE_TAGS=host-{{.Config.Hostname}},web"],
+                "",
+                "80/tcp"
+            ),
+            ok(&["host-myhost", "web"])
+        );
+        assert_eq!(
+            tags(
+                &["SERVICE_TAGS={{.Config.Labels.env}}"],
+                "{{.Config.Labels.env}}-forced",
+                "80/tcp"
+            ),
+            ok(&["prod", "prod-forced"])
+        );
+        assert_eq!(
+            tags(&["SERVICE_TAGS=a,b"], "c,d", "53/udp"),
+            ok(&["a", "b", "c", "d", "udp"])
+        );
+        assert_eq!(
+            tags(&["SERVICE_TAGS={{.Config.Labels.missing}}"], "", "80/tcp"),
+            ok(&["<no value>"])
+        );
+        assert_eq!(
+            tags(&[r#"SERVICE_TAGS={{"x\\,y"}},z"#], "", "80/tcp"),
+            ok(&["x,y", "z"])
+        );
+        assert_eq!(
+            tags(&["SERVICE_TAGS=web,api"], "", "80/tcp"),
+            ok(&["web", "api"])
+        );
+        assert_eq!(
+            tags(&[], "host-{{.Config.Hostname}}", "80/tcp"),
+            ok(&["host-myhost"])
+        );
+        // T4, T8: a SERVICE_TAGS that does not parse skips the service, with the reason.
+        let e = tags(&["SERVICE_TAGS=broken-{{.Config.Hostname"], "ok", "80/tcp").unwrap_err();
+        assert_eq!(
+            e,
+            "0123456789ab port 80: tags template: template: tags:1:26: unclosed action"
+        );
+        assert!(tags(&["SERVICE_TAGS=literal{{"], "", "80/tcp")
+            .unwrap_err()
+            .contains("unclosed action"));
+        // An execution error of -tags skips it too (T5's parse error is a usage error: cli).
+        let e = tags(&[], "{{.Node.Name}}", "80/tcp").unwrap_err();
+        assert!(
+            e.ends_with("tags template: nil pointer evaluating .Name"),
+            "{e}"
+        );
+        // T5 (Decisions T5): httpGet in a container's metadata makes no request.
+        let e = tags(
+            &[r#"SERVICE_TAGS={{httpGet "http://127.0.0.1:9/x"}}"#],
+            "",
+            "80/tcp",
+        )
+        .unwrap_err();
+        assert!(e.contains("httpGet is only allowed in -tags"), "{e}");
+    }
+
+    /// T6 (fayrus's unit test): a broken template on one port leaves the other registered.
+    #[test]
+    fn a_broken_port_template_skips_only_that_port() {
+        let mut c = run(
+            "web",
+            "nginx",
+            &[("8080", "18080"), ("9090", "19090")],
+            &[
+                "SERVICE_8080_TAGS=broken-{{.Config.Hostname",
+                "SERVICE_9090_TAGS=ok",
+            ],
+            &[],
+        );
+        let (got, ignored) = services(&c, &settings(), None, &[]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].exposed_port, got[0].tags.clone()),
+            (9090, vec!["ok".to_string()])
+        );
+        assert_eq!(ignored.len(), 1);
+        assert!(
+            ignored[0].starts_with("0123456789ab port 8080: tags template: "),
+            "{ignored:?}"
+        );
+        // Decisions T6: a registered service keeps the tags it was built with.
+        let mut known = got.clone();
+        known[0].tags = vec!["rendered-before".into()];
+        c.config.env[1] = "SERVICE_9090_TAGS={{.Name}}".into();
+        c.raw = br#"{"Name": "/changed"}"#.to_vec();
+        let (again, _) = services(&c, &settings(), None, &known);
+        assert_eq!(again[0].tags, ["rendered-before"]);
+        let (fresh, _) = services(&c, &settings(), None, &[]);
+        assert_eq!(fresh[0].tags, ["/changed"]);
     }
 }

@@ -594,7 +594,9 @@ impl Bridge {
         }
         self.withheld.remove(&c.id);
         let peer_ip = self.peer_ip(c);
-        let (mut services, ignored) = service::services(c, &self.settings, peer_ip.as_deref());
+        let known = self.registered.get(&c.id).map_or(&[][..], Vec::as_slice);
+        let (mut services, ignored) =
+            service::services(c, &self.settings, peer_ip.as_deref(), known);
         for reason in ignored {
             if pass.quiet() {
                 log::debug!("ignored: {reason}");

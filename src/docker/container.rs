@@ -33,6 +33,10 @@ pub struct Container {
     pub host_config: HostConfig,
     #[serde(rename = "NetworkSettings", default, deserialize_with = "nullable")]
     pub network_settings: NetworkSettings,
+    /// The whole inspect document as the engine sent it: what tag templates read (kept only
+    /// while the container's services are built).
+    #[serde(skip)]
+    pub raw: Vec<u8>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -314,15 +314,7 @@ impl Client {
         }
     }
 
-    fn get_json<T: serde::de::DeserializeOwned>(&mut self, path: &str) -> Result<T, Error> {
-        let (head, body) = self.get(path)?;
-        if !(200..300).contains(&head.status) {
-            return Err(Error::Status(head.status, error_message(&body)));
-        }
-        serde_json::from_slice(&body).map_err(Error::Json)
-    }
-
-    /// As [`Client::get_json`], but parsed while the body arrives, never held whole: for
+    /// A JSON answer, parsed while the body arrives, never held whole: for
     /// answers that grow with the number of containers.
     fn get_json_streamed<T: serde::de::DeserializeOwned>(
         &mut self,
@@ -364,10 +356,15 @@ impl Client {
     /// Inspects a container by ID or name; `None` when the engine does not know it.
     pub fn inspect(&mut self, id: &str) -> Result<Option<Container>, Error> {
         let path = inspect_path(id);
-        match self.get_json(&path) {
-            Ok(c) => Ok(Some(c)),
-            Err(Error::Status(404, _)) => Ok(None),
-            Err(e) => Err(e),
+        let (head, body) = self.get(&path)?;
+        match head.status {
+            200..=299 => {
+                let mut c: Container = serde_json::from_slice(&body).map_err(Error::Json)?;
+                c.raw = body;
+                Ok(Some(c))
+            }
+            404 => Ok(None),
+            s => Err(Error::Status(s, error_message(&body))),
         }
     }
 
