@@ -44,6 +44,10 @@ pub struct Config {
     pub require_healthy: bool,
     /// `-deregister-on-shutdown`: remove every service this daemon registered before exiting.
     pub deregister_on_shutdown: bool,
+    /// `-ip-from-container`: the container's own address, with the published port.
+    pub ip_from_container: bool,
+    /// `-deregister-on-stop`: deregister at the `kill` of a stop, before the process exits.
+    pub deregister_on_stop: bool,
     pub uri: String,
 }
 
@@ -189,6 +193,14 @@ const FLAGS: &[Flag] = &[
         names: &["deregister-on-shutdown", "deregister_on_shutdown"],
         set: Set::Bool(|p| &mut p.deregister_on_shutdown),
     },
+    Flag {
+        names: &["ip-from-container", "ip_from_container"],
+        set: Set::Bool(|p| &mut p.ip_from_container),
+    },
+    Flag {
+        names: &["deregister-on-stop", "deregister_on_stop"],
+        set: Set::Bool(|p| &mut p.deregister_on_stop),
+    },
 ];
 
 struct Flag {
@@ -229,6 +241,8 @@ struct Parsed {
     cleanup: bool,
     require_healthy: bool,
     deregister_on_shutdown: bool,
+    ip_from_container: bool,
+    deregister_on_stop: bool,
 }
 
 impl Default for Parsed {
@@ -250,6 +264,8 @@ impl Default for Parsed {
             cleanup: false,
             require_healthy: false,
             deregister_on_shutdown: false,
+            ip_from_container: false,
+            deregister_on_stop: false,
         }
     }
 }
@@ -274,12 +290,15 @@ Options (single or double dash; -flag=value or -flag value; -bool or -bool=false
                            or this host's address for 0.0.0.0)
   -internal                register container IP and exposed port instead of host IP and
                            published port (default false)
+  -ip-from-container       register the container's own IP with the published port; -ip and
+                           the binding's IP give way, -useIpFromLabel still wins (default false)
   -explicit                register only ports with SERVICE_NAME or SERVICE_<port>_NAME
                            (default false)
   -useIpFromLabel <label>  take the IP from this container label, text after the last '/'
                            dropped (default none)
-  -tags <list>             comma-separated tags added to every service; '\\,' escapes a comma
-                           (default none)
+  -tags <list>             comma-separated tags added to every service; '\\,' escapes a comma;
+                           with '{{' a Go template over the container's inspect, e.g.
+                           'host-{{.Config.Hostname}},{{.Config.Labels.env}}' (default none)
   -resync <seconds>        re-register all running containers every N seconds (default 0: off)
   -deregister <mode>       always | on-success: keep services of containers that exited with
                            code 1..127 (default always)
@@ -293,6 +312,9 @@ Options (single or double dash; -flag=value or -flag value; -bool or -bool=false
                            (default false)
   -require-healthy         register containers that have a HEALTHCHECK only while healthy;
                            deregister on unhealthy (default false)
+  -deregister-on-stop      deregister at the stop signal's kill event, before the container
+                           exits, so traffic drains during its grace period; other signals
+                           (HUP, USR1) change nothing (default false)
   -deregister-on-shutdown  on SIGTERM/SIGINT remove every service this daemon registered
                            before exiting (default false: leave them, the containers still run)
   -h, -help                print this help
@@ -455,6 +477,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Usage
         cleanup: p.cleanup,
         require_healthy: p.require_healthy,
         deregister_on_shutdown: p.deregister_on_shutdown,
+        ip_from_container: p.ip_from_container,
+        deregister_on_stop: p.deregister_on_stop,
         uri,
     })))
 }

@@ -78,6 +78,7 @@ pub fn run(config: cli::Config) -> Result<(), Fail> {
         ip_label: config.ip_label.clone(),
         tags: config.tags.clone(),
         tags_template: config.tags_template.clone(),
+        ip_from_container: config.ip_from_container,
     };
 
     // The worker's input, made now so that the backend can report a lost session to it.
@@ -116,6 +117,7 @@ pub fn run(config: cli::Config) -> Result<(), Fail> {
             cleanup: config.cleanup,
             require_healthy: config.require_healthy,
             deregister_on_shutdown: config.deregister_on_shutdown,
+            deregister_on_stop: config.deregister_on_stop,
         },
     )
     .with_wake(tx.clone());

@@ -28,6 +28,8 @@ pub struct Settings {
     pub tags: Vec<String>,
     /// `-tags` with `{{`: a Go template rendered for each service, then split.
     pub tags_template: Option<Arc<Template>>,
+    /// `-ip-from-container`.
+    pub ip_from_container: bool,
 }
 
 /// One service to register.
@@ -114,7 +116,7 @@ pub fn services(
             ignored.push(format!("{id} port {port_text} not published on host"));
             continue;
         }
-        let meta = Metadata::for_port(&entries, port_text);
+        let meta = Metadata::for_port(&entries, port_text, proto);
         if meta.get("ignore").is_some_and(|v| !v.is_empty()) {
             ignored.push(format!("{id} port {port_text} has SERVICE_IGNORE"));
             continue;
@@ -278,6 +280,13 @@ fn address(
     if let Some(forced) = &settings.ip {
         ip = forced.clone();
     }
+    // Decisions F2: the container's own address (as -internal picks it), the port unchanged;
+    // a container without one (host network) keeps the address it had.
+    if settings.ip_from_container {
+        if let Some(cip) = container_ip {
+            ip = cip.to_string();
+        }
+    }
     if settings.internal {
         if let Some(cip) = container_ip {
             ip = cip.to_string();
@@ -298,57 +307,110 @@ fn address(
     Ok((ip, port))
 }
 
-/// One `SERVICE_*` entry of env or labels, in source order (env first, then labels).
+/// Which ports a `SERVICE_*` entry is for.
+#[derive(Debug, PartialEq)]
+enum Ports {
+    /// `SERVICE_<key>`: every port.
+    All,
+    /// `SERVICE_<port>_<key>`, the port as written (`080` is not `80`).
+    Exact(String),
+    /// `SERVICE_<lo>-<hi>_<key>`, both ends inclusive.
+    Range(u32, u32),
+}
+
+/// One `SERVICE_*` entry of env or labels.
+#[derive(Debug)]
 struct Entry<'c> {
-    /// The `<port>` of `SERVICE_<port>_<KEY>`, as text.
-    port: Option<String>,
+    ports: Ports,
+    /// `SERVICE_<port>_<proto>_<key>`: only for that protocol.
+    proto: Option<&'static str>,
     /// Lower-case key.
     key: String,
     value: &'c str,
+    label: bool,
 }
 
-/// Every `SERVICE_*` entry of a container, parsed once for all its ports.
+impl Entry<'_> {
+    /// How specific the entry is for a port, highest wins (Decisions F3): exact port with
+    /// protocol, exact port, range with protocol, range, generic; a label beats env at each
+    /// level. `None` when it is not for that port.
+    fn rank(&self, port: &str, proto: &str) -> Option<u8> {
+        if self.proto.is_some_and(|p| p != proto) {
+            return None;
+        }
+        let level = match &self.ports {
+            Ports::All => 0,
+            Ports::Exact(p) if p == port => 3,
+            Ports::Range(lo, hi) if port.parse::<u32>().is_ok_and(|p| *lo <= p && p <= *hi) => 1,
+            _ => return None,
+        } + u8::from(self.proto.is_some());
+        Some(level * 2 + u8::from(self.label))
+    }
+}
+
+/// Every `SERVICE_*` entry of a container, parsed once for all its ports: env in order, then
+/// labels.
 fn entries(c: &Container) -> Vec<Entry<'_>> {
     let env = c.config.env.iter().filter_map(|e| e.split_once('='));
+    let env = env.map(|(k, v)| (k, v, false));
     let labels = c
         .config
         .labels
         .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()));
+        .map(|(k, v)| (k.as_str(), v.as_str(), true));
     env.chain(labels)
-        .filter_map(|(key, value)| {
+        .filter_map(|(key, value, label)| {
             let rest = key.strip_prefix("SERVICE_")?.to_lowercase();
-            let (port, key) = match rest.split_once('_') {
-                Some((p, k)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-                    (Some(p.to_string()), k.to_string())
-                }
-                _ => (None, rest),
+            let (head, sub) = rest.split_once('_').unwrap_or((&rest, ""));
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            // Anything Go's Atoi takes is a port as written: `080` and `-5` match no port.
+            let ports = if head.parse::<i64>().is_ok() {
+                Ports::Exact(head.to_string())
+            } else if let Some((lo, hi)) =
+                head.split_once('-').filter(|(l, h)| digits(l) && digits(h))
+            {
+                Ports::Range(lo.parse().unwrap_or(u32::MAX), hi.parse().unwrap_or(0))
+            } else {
+                return (!rest.is_empty()).then(|| Entry {
+                    ports: Ports::All,
+                    proto: None,
+                    key: rest.clone(),
+                    value,
+                    label,
+                });
             };
-            (!key.is_empty()).then_some(Entry { port, key, value })
+            // `SERVICE_80=x` names no key: dropped.
+            let (proto, key) = match sub.split_once('_') {
+                Some(("tcp", k)) if !k.is_empty() => (Some("tcp"), k),
+                Some(("udp", k)) if !k.is_empty() => (Some("udp"), k),
+                _ => (None, sub),
+            };
+            (!key.is_empty()).then(|| Entry {
+                ports,
+                proto,
+                key: key.to_string(),
+                value,
+                label,
+            })
         })
         .collect()
 }
 
-/// The metadata of one port: key -> (value, came from `SERVICE_<port>_<key>`).
+/// The metadata of one port: key -> (value, rank of the entry it came from).
 struct Metadata<'a> {
-    values: BTreeMap<&'a str, (&'a str, bool)>,
+    values: BTreeMap<&'a str, (&'a str, u8)>,
 }
 
 impl<'a> Metadata<'a> {
-    fn for_port(entries: &'a [Entry<'a>], port: &str) -> Metadata<'a> {
-        let mut values: BTreeMap<&str, (&str, bool)> = BTreeMap::new();
+    fn for_port(entries: &'a [Entry<'a>], port: &str, proto: &str) -> Metadata<'a> {
+        let mut values: BTreeMap<&str, (&str, u8)> = BTreeMap::new();
         for e in entries {
-            let from_port = match &e.port {
-                Some(p) if p != port => continue,
-                Some(_) => true,
-                None => false,
+            let Some(rank) = e.rank(port, proto) else {
+                continue;
             };
-            match values.get(e.key.as_str()) {
-                // A port-specific value beats a generic one whatever the order.
-                Some((_, true)) if !from_port => {}
-                _ => {
-                    values.insert(&e.key, (e.value, from_port));
-                }
+            // The most specific entry wins; among equals, the later one.
+            if values.get(e.key.as_str()).is_none_or(|(_, r)| rank >= *r) {
+                values.insert(&e.key, (e.value, rank));
             }
         }
         Metadata { values }
@@ -358,8 +420,9 @@ impl<'a> Metadata<'a> {
         self.values.get(key).map(|(v, _)| *v)
     }
 
+    /// Whether the value came from a port-specific form (exact, range, protocol).
     fn is_per_port(&self, key: &str) -> bool {
-        self.values.get(key).is_some_and(|(_, p)| *p)
+        self.values.get(key).is_some_and(|(_, r)| *r >= 2)
     }
 }
 
@@ -1063,5 +1126,221 @@ mod tests {
         assert_eq!(again[0].tags, ["rendered-before"]);
         let (fresh, _) = services(&c, &settings(), None, &[]);
         assert_eq!(fresh[0].tags, ["/changed"]);
+    }
+
+    /// Vectors P1-P17 of spec/dropin.md section 2.4 with our deterministic precedence
+    /// (Decisions F3): exact+protocol > exact > range+protocol > range > generic, label over env.
+    #[test]
+    fn port_protocol_and_range_keys_p1_to_p17() {
+        let meta = |env: &[&str],
+                    labels: &[(&str, &str)],
+                    port: &str|
+         -> Option<BTreeMap<String, String>> {
+            let (p, proto) = port.split_once('/').unwrap();
+            let ports = [(port, p)];
+            let c = run("web", "nginx", &ports, env, labels);
+            let got = one(&c, &settings());
+            got.first().map(|s| {
+                let mut m = s.attrs.clone();
+                m.insert("name".into(), s.name.clone());
+                assert_eq!(s.proto, proto);
+                m
+            })
+        };
+        let name = |env: &[&str], port: &str| meta(env, &[], port).map(|m| m["name"].clone());
+        let both = ["SERVICE_8080_tcp_NAME=web", "SERVICE_8080_udp_NAME=dns"];
+        assert_eq!(name(&both, "8080/tcp").as_deref(), Some("web")); // P1
+        assert_eq!(name(&both, "8080/udp").as_deref(), Some("dns")); // P2
+        assert_eq!(
+            name(&["SERVICE_8080_TCP_NAME=web"], "8080/tcp").as_deref(),
+            Some("web")
+        ); // P3
+        for env in [
+            ["SERVICE_8080_NAME=any", "SERVICE_8080_udp_NAME=dns"],
+            ["SERVICE_8080_udp_NAME=dns", "SERVICE_8080_NAME=any"],
+        ] {
+            assert_eq!(name(&env, "8080/udp").as_deref(), Some("dns"), "{env:?}");
+            // P4, P5
+        }
+        let range = ["SERVICE_10000-20000_IGNORE=true"];
+        for port in ["10000/udp", "15000/udp", "20000/udp"] {
+            assert_eq!(meta(&range, &[], port), None, "{port}"); // P6
+        }
+        assert_eq!(
+            meta(&range, &[], "9999/udp").unwrap().len(),
+            1,
+            "P7: no attribute"
+        );
+        assert_eq!(
+            meta(&["SERVICE_10000-20000_udp_IGNORE=true"], &[], "15000/tcp")
+                .unwrap()
+                .len(),
+            1
+        ); // P8
+        assert_eq!(
+            meta(&["SERVICE_20000-10000_IGNORE=true"], &[], "15000/udp")
+                .unwrap()
+                .len(),
+            1
+        ); // P9
+        for env in [
+            ["SERVICE_1-100_NAME=range", "SERVICE_80_NAME=exact"],
+            ["SERVICE_80_NAME=exact", "SERVICE_1-100_NAME=range"],
+        ] {
+            assert_eq!(
+                meta(&env, &[], "80/tcp").unwrap(),
+                BTreeMap::from([("name".into(), "exact".into())])
+            ); // P10, P11
+        }
+        assert_eq!(meta(&["SERVICE_80=x"], &[], "80/tcp").unwrap().len(), 1); // P12
+        assert_eq!(meta(&["SERVICE_1-100=x"], &[], "443/tcp").unwrap().len(), 1); // P13
+        for env in [
+            ["SERVICE_NAME=web", "SERVICE_80_NAME=http"],
+            ["SERVICE_80_NAME=http", "SERVICE_NAME=web"],
+        ] {
+            assert_eq!(name(&env, "80/tcp").as_deref(), Some("http")); // P14
+            assert_eq!(name(&env, "443/tcp").as_deref(), Some("web"));
+        }
+        let c = run(
+            "web",
+            "nginx",
+            &[("80", "80")],
+            &["SERVICE_80_TAGS=a,b", "SERVICE_TAGS=c"],
+            &[],
+        );
+        assert_eq!(one(&c, &settings())[0].tags, ["a", "b"]); // P15
+        assert_eq!(
+            meta(&["SERVICE_80_tcp=x"], &[], "80/tcp").unwrap()["tcp"],
+            "x"
+        ); // P16
+        for env in ["SERVICE_080_NAME=x", "SERVICE_-5_NAME=x"] {
+            assert_eq!(meta(&[env], &[], "80/tcp").unwrap().len(), 1, "{env}"); // P17
+        }
+        // Within one level a label beats env, whatever the order.
+        assert_eq!(
+            meta(
+                &["SERVICE_80_NAME=env"],
+                &[("SERVICE_80_NAME", "label")],
+                "80/tcp"
+            )
+            .unwrap()["name"],
+            "label"
+        );
+        assert_eq!(
+            meta(
+                &["SERVICE_NAME=env"],
+                &[("SERVICE_1-100_NAME", "range")],
+                "80/tcp"
+            )
+            .unwrap()["name"],
+            "range"
+        );
+        // A name from any port-specific form suppresses the -<port> suffix of a group.
+        let c = run(
+            "web",
+            "nginx",
+            &[("80", "80"), ("443", "443")],
+            &["SERVICE_1-100_NAME=low", "SERVICE_NAME=all"],
+            &[],
+        );
+        let names: Vec<_> = one(&c, &settings()).into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["all-443", "low"]);
+    }
+
+    /// Vectors I1-I12 of spec/dropin.md section 2.3 (Decisions F2): the container's own
+    /// address, the published port, over -ip and the binding; -useIpFromLabel still wins.
+    #[test]
+    fn ip_from_container_i1_to_i12() {
+        let s = |f: &dyn Fn(&mut Settings)| {
+            let mut s = settings();
+            f(&mut s);
+            s
+        };
+        let flag = s(&|s| s.ip_from_container = true);
+        let c = run(
+            "web",
+            "nginx",
+            &[("80", "32768")],
+            &[],
+            &[("ipl", "10.9.9.9/24")],
+        );
+        let addr = |c: &Container, st: &Settings| {
+            let got = one(c, st);
+            (got[0].ip.clone(), got[0].port)
+        };
+        assert_eq!(addr(&c, &settings()), ("192.168.1.102".into(), 32768)); // I1
+        assert_eq!(addr(&c, &flag), ("172.17.0.2".into(), 32768)); // I2
+        assert_eq!(
+            addr(
+                &c,
+                &s(&|s| {
+                    s.ip_from_container = true;
+                    s.internal = true
+                })
+            ),
+            ("172.17.0.2".into(), 80)
+        ); // I3
+        assert_eq!(
+            addr(&c, &s(&|s| s.ip = Some("10.0.0.1".into()))),
+            ("10.0.0.1".into(), 32768)
+        ); // I4
+        assert_eq!(
+            addr(
+                &c,
+                &s(&|s| {
+                    s.ip_from_container = true;
+                    s.ip = Some("10.0.0.1".into())
+                })
+            ),
+            ("172.17.0.2".into(), 32768)
+        ); // I5
+        assert_eq!(
+            addr(
+                &c,
+                &s(&|s| {
+                    s.ip_from_container = true;
+                    s.ip_label = Some("ipl".into())
+                })
+            ),
+            ("10.9.9.9".into(), 32768)
+        ); // I6
+        assert_eq!(
+            addr(
+                &c,
+                &s(&|s| {
+                    s.ip_from_container = true;
+                    s.ip_label = Some("nope".into())
+                })
+            ),
+            ("172.17.0.2".into(), 32768)
+        ); // I7
+           // I8: no address of its own (host network): the one it had, never an empty one.
+        let host = container(json!({
+            "Id": "0123456789abcdef0123456789abcdef", "Name": "/h", "State": {"Running": true},
+            "Config": {"Image": "nginx", "ExposedPorts": {"80/tcp": {}}},
+            "HostConfig": {"NetworkMode": "host"},
+            "NetworkSettings": {"Ports": {}, "Networks": {"host": {"IPAddress": ""}}}
+        }));
+        assert_eq!(addr(&host, &flag), ("192.168.1.102".into(), 80));
+        // I10: several networks: the same deterministic pick as -internal (first by name).
+        let multi = container(json!({
+            "Id": "0123456789abcdef0123456789abcdef", "Name": "/m", "State": {"Running": true},
+            "Config": {"Image": "nginx", "ExposedPorts": {"80/tcp": {}}},
+            "HostConfig": {"NetworkMode": "c"},
+            "NetworkSettings": {"Ports": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]},
+                "Networks": {"a": {"IPAddress": "10.1.0.7"}, "b": {"IPAddress": "10.2.0.9"}, "c": {"IPAddress": "10.3.0.4"}}}
+        }));
+        for _ in 0..3 {
+            assert_eq!(addr(&multi, &flag), ("10.3.0.4".into(), 8080));
+        }
+        // I12: a binding on 127.0.0.1 gives way too.
+        let lo = run("web", "nginx", &[], &[], &[]);
+        let mut lo_json: serde_json::Value = serde_json::from_slice(&lo.raw).unwrap();
+        lo_json["Config"]["ExposedPorts"] = json!({"80/tcp": {}});
+        lo_json["NetworkSettings"]["Ports"] =
+            json!({"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]});
+        let lo = container(lo_json);
+        assert_eq!(addr(&lo, &settings()), ("127.0.0.1".into(), 8080));
+        assert_eq!(addr(&lo, &flag), ("172.17.0.2".into(), 8080));
     }
 }

@@ -158,6 +158,10 @@ pub struct Registration {
     pub meta: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<Check>,
+    /// `SERVICE_ENABLE_TAG_OVERRIDE` (fayrus): Consul's anti-entropy leaves catalog-side tag
+    /// edits alone.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub enable_tag_override: bool,
 }
 
 #[derive(Serialize, Debug, Default, PartialEq)]
@@ -206,7 +210,7 @@ pub fn registration(s: &Service) -> Built {
     let mut warnings = Vec::new();
     let mut meta = BTreeMap::new();
     for (k, v) in &s.attrs {
-        if k.starts_with("check_") {
+        if k.starts_with("check_") || k == "enable_tag_override" {
             continue;
         }
         let reason = if k.len() > MAX_META_KEY {
@@ -233,6 +237,7 @@ pub fn registration(s: &Service) -> Built {
         }
     }
     let check = check(s, &mut warnings);
+    let enable_tag_override = flag(s, "enable_tag_override", &mut warnings) == Some(true);
     Built {
         reg: Registration {
             id: s.id.clone(),
@@ -242,6 +247,7 @@ pub fn registration(s: &Service) -> Built {
             port: s.port,
             meta,
             check,
+            enable_tag_override,
         },
         warnings,
     }
@@ -313,7 +319,10 @@ fn check(s: &Service, warnings: &mut Vec<String>) -> Option<Check> {
     } else if attr("check_grpc").is_some() {
         c.grpc = Some(addr);
         c.grpc_use_tls = flag(s, "check_grpc_use_tls", warnings);
-        c.tls_skip_verify = flag(s, "check_tls_skip_verify", warnings);
+        // Only a check that speaks TLS has a certificate to skip verifying.
+        if c.grpc_use_tls == Some(true) {
+            c.tls_skip_verify = flag(s, "check_tls_skip_verify", warnings);
+        }
         c.timeout = attr("check_timeout");
     } else {
         return None;
@@ -485,6 +494,73 @@ mod tests {
             serde_json::Value::Null,
             "empty means no check"
         );
+    }
+
+    /// Decisions F1: a `SERVICE_*` boolean, sent as `EnableTagOverride`, never in Meta.
+    #[test]
+    fn enable_tag_override_is_a_boolean_and_not_meta() {
+        for v in ["true", "TRUE", "1", "yes"] {
+            let b = body(&[("enable_tag_override", v), ("region", "eu")]);
+            assert_eq!(b["EnableTagOverride"], json!(true), "{v}");
+            assert_eq!(b["Meta"], json!({"region": "eu"}), "{v}");
+        }
+        for v in ["false", "0", "no", ""] {
+            assert!(
+                body(&[("enable_tag_override", v)])
+                    .get("EnableTagOverride")
+                    .is_none(),
+                "{v}"
+            );
+        }
+        assert!(body(&[]).get("EnableTagOverride").is_none());
+        let built = registration(&svc(&[("enable_tag_override", "maybe")]));
+        assert!(!built.reg.enable_tag_override);
+        assert_eq!(built.warnings.len(), 1);
+    }
+
+    /// Decisions F5: a timeout on every check but TTL; skipping TLS verification only where
+    /// the check speaks TLS (HTTPS, gRPC with TLS).
+    #[test]
+    fn check_timeout_and_tls_skip_verify_where_they_apply() {
+        let c = |attrs: &[(&str, &str)]| body(attrs)["Check"].clone();
+        for kind in [
+            ("check_http", "/"),
+            ("check_https", "/"),
+            ("check_tcp", "1"),
+            ("check_grpc", "1"),
+            ("check_cmd", "/x"),
+        ] {
+            assert_eq!(
+                c(&[kind, ("check_timeout", "3s")])["Timeout"],
+                json!("3s"),
+                "{kind:?}"
+            );
+        }
+        assert!(c(&[("check_ttl", "30s"), ("check_timeout", "3s")])
+            .get("Timeout")
+            .is_none());
+        assert!(c(&[("check_grpc", "1"), ("check_tls_skip_verify", "true")])
+            .get("TLSSkipVerify")
+            .is_none());
+        let grpc_tls = c(&[
+            ("check_grpc", "1"),
+            ("check_grpc_use_tls", "true"),
+            ("check_tls_skip_verify", "true"),
+        ]);
+        assert_eq!(
+            (
+                grpc_tls["GRPCUseTLS"].clone(),
+                grpc_tls["TLSSkipVerify"].clone()
+            ),
+            (json!(true), json!(true))
+        );
+        assert_eq!(
+            c(&[("check_https", "/"), ("check_tls_skip_verify", "false")])["TLSSkipVerify"],
+            json!(false)
+        );
+        assert!(c(&[("check_tcp", "1"), ("check_tls_skip_verify", "true")])
+            .get("TLSSkipVerify")
+            .is_none());
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct Options {
     pub require_healthy: bool,
     /// `-deregister-on-shutdown`.
     pub deregister_on_shutdown: bool,
+    /// `-deregister-on-stop`.
+    pub deregister_on_stop: bool,
 }
 
 /// Why a container is registered (again): what is logged, and whether services registered
