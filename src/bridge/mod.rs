@@ -33,6 +33,10 @@ use self::outbox::{Delivery, Op, Outbox, Outcome, Ready};
 use crate::backend::{Backend, Health};
 use crate::cli::Deregister;
 use crate::docker::container::{id12, Container};
+use crate::docker::events::signal_number;
+
+const SIGKILL: u8 = 9;
+const SIGTERM: u8 = 15;
 use crate::docker::events::{Action, Event};
 use crate::docker::{self, Client};
 use crate::service::{self, Service, Settings};
@@ -138,6 +142,12 @@ pub struct Bridge {
     /// Container ID -> why its services are withheld (paused, not healthy), so that the line
     /// is logged when that changes, not on every health event (Podman sends one per check).
     withheld: HashMap<String, String>,
+    /// `-deregister-on-stop`: container ID -> its stop signal, for registered containers whose
+    /// stop signal is not SIGTERM.
+    stop_signals: HashMap<String, u8>,
+    /// `-deregister-on-stop`: containers deregistered at the `kill` of a stop, still running
+    /// until their `die`; a sync leaves them out.
+    stopping: std::collections::HashSet<String>,
     health: Mirror,
     outbox: Outbox,
     /// Registry calls made beside the worker: started at the first sync with more than two
@@ -190,6 +200,8 @@ impl Bridge {
             opts,
             registered: HashMap::new(),
             withheld: HashMap::new(),
+            stop_signals: HashMap::new(),
+            stopping: HashSet::new(),
             health: Mirror::default(),
             outbox: Outbox::default(),
             lanes: None,
@@ -527,9 +539,19 @@ impl Bridge {
     fn event(&mut self, ev: Event, arrival: Arrival) {
         log::debug!("event: {:?} {} ({arrival:?})", ev.action, id12(&ev.id));
         match ev.action {
-            Action::Start | Action::Unpause => self.add(&ev.id, Pass::Event),
-            Action::Die => self.died(&ev.id, ev.exit_code, arrival),
-            Action::Destroy => self.remove(&ev.id),
+            Action::Start | Action::Unpause => {
+                self.stopping.remove(&ev.id);
+                self.add(&ev.id, Pass::Event)
+            }
+            Action::Die => {
+                self.stopping.remove(&ev.id);
+                self.died(&ev.id, ev.exit_code, arrival)
+            }
+            Action::Destroy => {
+                self.stopping.remove(&ev.id);
+                self.remove(&ev.id)
+            }
+            Action::Kill(signal) => self.killed(&ev.id, signal),
             Action::Pause => {
                 if self.registered.contains_key(&ev.id) {
                     log::info!("paused: {}; deregistering until unpaused", id12(&ev.id));
@@ -625,6 +647,16 @@ impl Bridge {
     }
 
     fn register(&mut self, c: &Container, pass: Pass) {
+        if self.stopping.contains(&c.id) {
+            log::debug!("{}: stopping (-deregister-on-stop); left out", id12(&c.id));
+            return;
+        }
+        if self.opts.deregister_on_stop {
+            match signal_number(&c.config.stop_signal) {
+                Some(s) if s != SIGTERM => self.stop_signals.insert(c.id.clone(), s),
+                _ => self.stop_signals.remove(&c.id),
+            };
+        }
         let mut services = self.wanted(c, pass);
         let id = c.id.as_str();
         let health = c.state.health();
@@ -716,7 +748,33 @@ impl Bridge {
         self.opts.deregister == Deregister::OnSuccess && (1..=127).contains(&exit_code)
     }
 
+    /// `-deregister-on-stop` (Decisions K1-K3): the `kill` of the container's stop signal (or
+    /// SIGKILL) deregisters at once, without an inspect, so traffic drains during the stop's
+    /// grace period; the `die` that follows finds nothing. Other signals (a reload's HUP) change
+    /// nothing. Under `-deregister on-success` too: a stop is deliberate, not a failure.
+    fn killed(&mut self, id: &str, signal: Option<u8>) {
+        if !self.opts.deregister_on_stop || !self.registered.contains_key(id) {
+            return;
+        }
+        let stop = self.stop_signals.get(id).copied().unwrap_or(SIGTERM);
+        match signal {
+            Some(s) if s == stop || s == SIGKILL => {
+                log::info!(
+                    "stopping: {} (signal {s}); deregistering before it exits (-deregister-on-stop)",
+                    id12(id)
+                );
+                self.stopping.insert(id.to_string());
+                self.remove(id);
+            }
+            _ => log::debug!(
+                "{}: signal {signal:?} is not its stop signal; nothing to do",
+                id12(id)
+            ),
+        }
+    }
+
     fn remove(&mut self, id: &str) {
+        self.stop_signals.remove(id);
         self.health.forget(id);
         self.withheld.remove(id);
         if let Some(services) = self.registered.remove(id) {
@@ -764,6 +822,8 @@ impl Bridge {
             }
         };
         log::debug!("sync: {} running containers", running.len());
+        // A stopping container whose `die` was missed is not running any more.
+        self.stopping.retain(|id| running.contains(id));
         // Lanes are worth their thread only once there is more than a call or two to make.
         if !self.lanes_tried && running.len() > 2 {
             self.start_lanes();

@@ -82,6 +82,9 @@ pub struct Config {
     pub labels: BTreeMap<String, String>,
     #[serde(rename = "ExposedPorts", default, deserialize_with = "nullable")]
     pub exposed_ports: BTreeMap<String, IgnoredAny>,
+    /// The signal `docker stop` sends (`SIGTERM` when empty).
+    #[serde(rename = "StopSignal", default, deserialize_with = "nullable")]
+    pub stop_signal: String,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

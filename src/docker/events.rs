@@ -162,6 +162,9 @@ pub enum Action {
     Destroy,
     Pause,
     Unpause,
+    /// A signal was sent (`docker stop`, `docker kill -s X`): its number, `None` when the
+    /// engine gave none this daemon knows.
+    Kill(Option<u8>),
     /// A HEALTHCHECK result changed: Docker's `health_status: healthy`, or Podman's
     /// `health_status` with the status in an attribute. `None` for a status not known here.
     Health(Option<Health>),
@@ -212,6 +215,8 @@ struct RawAttributes<'a> {
     exit_code: Option<Text<'a>>,
     #[serde(borrow)]
     health_status: Option<Text<'a>>,
+    #[serde(borrow)]
+    signal: Option<Text<'a>>,
 }
 
 /// A JSON string borrowed from the input unless it has escapes. (serde borrows a `Cow` only
@@ -237,9 +242,9 @@ pub fn decode(line: &[u8]) -> Result<Option<Event>, Error> {
         .ok_or(Error::NoId)?
         .0
         .into_owned();
-    let (exit_code, health) = match attributes {
-        Some(a) => (a.exit_code, a.health_status),
-        None => (None, None),
+    let (exit_code, health, signal) = match attributes {
+        Some(a) => (a.exit_code, a.health_status, a.signal),
+        None => (None, None, None),
     };
     let action = raw.action.or(raw.status).unwrap_or_default().0;
     let action = match &*action {
@@ -248,6 +253,7 @@ pub fn decode(line: &[u8]) -> Result<Option<Event>, Error> {
         "destroy" | "remove" => Action::Destroy,
         "pause" => Action::Pause,
         "unpause" => Action::Unpause,
+        "kill" => Action::Kill(signal.and_then(|s| signal_number(&s.0))),
         // Podman: the status is an attribute.
         "health_status" => Action::Health(health.and_then(|h| Health::parse(&h.0))),
         a => match a.strip_prefix("health_status:") {
@@ -266,6 +272,65 @@ pub fn decode(line: &[u8]) -> Result<Option<Event>, Error> {
         time_nano,
         exit_code,
     }))
+}
+
+/// A signal as the engine names it (`15`, `SIGTERM`, `TERM`, `sigterm`) as its Linux number
+/// (the same on x86 and ARM for these).
+pub fn signal_number(s: &str) -> Option<u8> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u8>() {
+        return Some(n);
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    const NAMES: &[(&str, u8)] = &[
+        ("HUP", 1),
+        ("INT", 2),
+        ("QUIT", 3),
+        ("ILL", 4),
+        ("TRAP", 5),
+        ("ABRT", 6),
+        ("IOT", 6),
+        ("BUS", 7),
+        ("FPE", 8),
+        ("KILL", 9),
+        ("USR1", 10),
+        ("SEGV", 11),
+        ("USR2", 12),
+        ("PIPE", 13),
+        ("ALRM", 14),
+        ("TERM", 15),
+        ("STKFLT", 16),
+        ("CHLD", 17),
+        ("CONT", 18),
+        ("STOP", 19),
+        ("TSTP", 20),
+        ("TTIN", 21),
+        ("TTOU", 22),
+        ("URG", 23),
+        ("XCPU", 24),
+        ("XFSZ", 25),
+        ("VTALRM", 26),
+        ("PROF", 27),
+        ("WINCH", 28),
+        ("IO", 29),
+        ("POLL", 29),
+        ("PWR", 30),
+        ("SYS", 31),
+    ];
+    if let Some((_, n)) = NAMES.iter().find(|(n, _)| *n == name) {
+        return Some(*n);
+    }
+    // SIGRTMIN is 34 under glibc and musl; RTMIN+n, RTMAX-n.
+    if let Some(rest) = name.strip_prefix("RTMIN") {
+        let off: u8 = rest.strip_prefix('+').map_or(Some(0), |n| n.parse().ok())?;
+        return 34u8.checked_add(off).filter(|&n| n <= 64);
+    }
+    if let Some(rest) = name.strip_prefix("RTMAX") {
+        let off: u8 = rest.strip_prefix('-').map_or(Some(0), |n| n.parse().ok())?;
+        return 64u8.checked_sub(off).filter(|&n| n >= 34);
+    }
+    None
 }
 
 /// `since=` value for a nanosecond timestamp: `seconds.nanoseconds`.
@@ -512,5 +577,41 @@ mod tests {
             assert!(d.next_event().unwrap().is_some());
         }
         assert!(d.buf.capacity() < 4 * line.len(), "{}", d.buf.capacity());
+    }
+
+    #[test]
+    fn kill_carries_its_signal() {
+        let line = |sig: &str| {
+            format!(
+                r#"{{"Type":"container","Action":"kill","Actor":{{"ID":"abc","Attributes":{{"name":"x","signal":"{sig}"}}}},"timeNano":5}}"#
+            )
+        };
+        for (sig, want) in [
+            ("15", Some(15)),
+            ("1", Some(1)),
+            ("SIGQUIT", Some(3)),
+            ("bogus", None),
+        ] {
+            let ev = decode(line(sig).as_bytes()).unwrap().unwrap();
+            assert_eq!(ev.action, Action::Kill(want), "{sig}");
+        }
+        let bare = r#"{"Type":"container","Action":"kill","Actor":{"ID":"abc"}}"#;
+        assert_eq!(
+            decode(bare.as_bytes()).unwrap().unwrap().action,
+            Action::Kill(None)
+        );
+        for (name, n) in [
+            ("TERM", 15),
+            ("sigkill", 9),
+            ("SIGUSR1", 10),
+            ("SIGRTMIN+3", 37),
+            ("RTMAX-1", 63),
+            ("SIGWINCH", 28),
+        ] {
+            assert_eq!(signal_number(name), Some(n), "{name}");
+        }
+        for bad in ["", "SIGNOPE", "RTMIN+99", "300"] {
+            assert_eq!(signal_number(bad), None, "{bad}");
+        }
     }
 }

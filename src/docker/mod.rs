@@ -33,7 +33,8 @@ pub const EVENT_STALL: Duration = Duration::from_secs(10);
 /// `health_status` matches Docker's `health_status: <status>` (the engine matches it as a
 /// prefix) and Podman's `health_status`. Podman filters `die` by its internal name `died` (and
 /// still sends it as `die`).
-const EVENT_FILTER: &str = r#"{"type":["container"],"event":["start","die","died","destroy","remove","pause","unpause","health_status"]}"#;
+/// `kill` is for `-deregister-on-stop` (one more event per stop; ignored without the flag).
+const EVENT_FILTER: &str = r#"{"type":["container"],"event":["start","die","died","destroy","remove","pause","unpause","health_status","kill"]}"#;
 
 /// Where the engine listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -338,3 +338,66 @@ fn resync_starts_counting_when_the_first_sync_is_done() {
         "a sync longer than -resync is not followed by another at once"
     );
 }
+
+/// Decisions K1-K3: `-deregister-on-stop` deregisters at the stop signal's `kill` (or
+/// SIGKILL's), never at another signal; `die` then finds nothing; `start` registers again; a
+/// sync during the grace period leaves the stopping container out.
+#[test]
+fn deregister_on_stop_acts_on_the_stop_signal_only() {
+    for mode in [Deregister::Always, Deregister::OnSuccess] {
+        let mut w = World::with(Options {
+            deregister: mode,
+            deregister_on_stop: true,
+            ..Options::default()
+        });
+        w.start("a", "a", &[]);
+        w.calls();
+        // K2: a reload's HUP (and USR1) changes nothing.
+        w.event(Action::Kill(Some(1)), "a", None);
+        w.event(Action::Kill(Some(10)), "a", None);
+        w.event(Action::Kill(None), "a", None);
+        assert!(w.calls().is_empty(), "{mode:?}");
+        // K1: docker stop's SIGTERM deregisters at once, no inspect, while it still runs.
+        let inspects = w.inspected.load(Ordering::SeqCst);
+        w.event(Action::Kill(Some(15)), "a", None);
+        assert_eq!(w.calls(), ["deregister h:a:80"], "{mode:?}");
+        assert_eq!(w.inspected.load(Ordering::SeqCst), inspects);
+        // A sync in the grace period does not bring it back.
+        assert!(w.handle(Msg::Sync));
+        assert!(w.ids().is_empty(), "{mode:?}");
+        // K3: the die (exit 143, or any code under on-success) finds nothing; start registers.
+        w.exit("a", 143);
+        assert!(w.calls().is_empty());
+        w.start("a", "a", &[]);
+        assert_eq!(w.ids(), ["h:a:80"], "{mode:?}");
+        // SIGKILL (a stop's timeout, docker kill, rm -f) deregisters too.
+        w.calls();
+        w.event(Action::Kill(Some(9)), "a", None);
+        assert_eq!(w.calls(), ["deregister h:a:80"]);
+    }
+    // A container whose stop signal is SIGQUIT: its SIGTERM is not a stop.
+    let mut w = World::with(Options {
+        deregister_on_stop: true,
+        ..Options::default()
+    });
+    w.create("q", "q", &[], None);
+    w.engine
+        .lock()
+        .unwrap()
+        .get_mut("q")
+        .unwrap()
+        .config
+        .stop_signal = "SIGQUIT".into();
+    w.event(Action::Start, "q", None);
+    w.calls();
+    w.event(Action::Kill(Some(15)), "q", None);
+    assert!(w.calls().is_empty());
+    w.event(Action::Kill(Some(3)), "q", None);
+    assert_eq!(w.calls(), ["deregister h:q:80"]);
+    // Without the flag a kill changes nothing.
+    let mut w = World::new(Deregister::Always);
+    w.start("a", "a", &[]);
+    w.calls();
+    w.event(Action::Kill(Some(15)), "a", None);
+    assert!(w.calls().is_empty());
+}
