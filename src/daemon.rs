@@ -57,7 +57,19 @@ pub fn run(config: cli::Config) -> Result<(), Fail> {
             config.uri
         );
     }
-    let endpoint = docker::Endpoint::from_env().map_err(Fail::Setup)?;
+    let endpoint = docker::Endpoint::from_env().map_err(|e| match e {
+        docker::EnvError::Usage(m) => Fail::Usage(m),
+        docker::EnvError::Setup(m) => Fail::Setup(m),
+    })?;
+    if endpoint.is_tls() {
+        // A certificate the engine refuses, or one of its own we do not trust, will not heal
+        // by retrying: said now, exit 1. An engine not up yet is waited for, as without TLS.
+        if let Err(docker::Error::Io(e)) = docker::Client::new(endpoint.clone()).ping() {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                return Err(Fail::Setup(format!("docker: {endpoint}: {e}")));
+            }
+        }
+    }
 
     let hostname = hostname();
     let host_ip = match config.ip {

@@ -38,49 +38,184 @@ const EVENT_FILTER: &str = r#"{"type":["container"],"event":["start","die","died
 
 /// Where the engine listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
+pub enum Addr {
     Unix(PathBuf),
     Tcp(String),
 }
 
+/// How to reach the engine: where, over TLS or not (`DOCKER_TLS_VERIFY`), and the API
+/// version prefix of every path (`DOCKER_API_VERSION`).
+#[derive(Clone)]
+pub struct Endpoint {
+    pub addr: Addr,
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// `/v1.41`, or empty for the engine's newest API.
+    prefix: String,
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
-            Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
+        match &self.addr {
+            Addr::Unix(p) => write!(f, "unix://{}", p.display()),
+            Addr::Tcp(a) if self.is_tls() => write!(f, "tcp://{a} (TLS)"),
+            Addr::Tcp(a) => write!(f, "tcp://{a}"),
         }
     }
 }
 
+/// What is wrong with the engine's environment: a usage error (exit 2) or a setup one (1).
+#[derive(Debug, PartialEq, Eq)]
+pub enum EnvError {
+    Usage(String),
+    Setup(String),
+}
+
 impl Endpoint {
-    /// From `DOCKER_HOST`; unset means `/tmp/docker.sock` when it exists (the socket mounted into
-    /// a container), else `/var/run/docker.sock`.
-    pub fn from_env() -> Result<Endpoint, String> {
-        match std::env::var("DOCKER_HOST") {
-            Ok(v) if !v.is_empty() => Endpoint::parse(&v),
-            _ => {
-                let tmp = Path::new("/tmp/docker.sock");
-                Ok(Endpoint::Unix(if tmp.exists() {
-                    tmp.to_path_buf()
-                } else {
-                    PathBuf::from("/var/run/docker.sock")
-                }))
-            }
+    /// The engine on a Unix socket, newest API.
+    pub fn unix(path: impl Into<PathBuf>) -> Endpoint {
+        Endpoint::plain(Addr::Unix(path.into()))
+    }
+
+    fn plain(addr: Addr) -> Endpoint {
+        Endpoint {
+            addr,
+            #[cfg(feature = "tls")]
+            tls: None,
+            prefix: String::new(),
         }
     }
 
-    pub fn parse(v: &str) -> Result<Endpoint, String> {
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// `path` with the API version prefix.
+    fn path(&self, path: &str) -> String {
+        format!("{}{path}", self.prefix)
+    }
+
+    /// From the environment, as go-dockerclient reads it (spec/dropin.md section 3, with
+    /// Decisions D1 and D2): `DOCKER_HOST` (unset: `/tmp/docker.sock` when it exists, the
+    /// socket mounted into a container, else `/var/run/docker.sock`); `DOCKER_TLS_VERIFY`
+    /// non-empty: TLS with `DOCKER_CERT_PATH` (default `$HOME/.docker`) holding `ca.pem`
+    /// (required) and `cert.pem` + `key.pem` (sent when both exist); `DOCKER_API_VERSION`.
+    pub fn from_env() -> Result<Endpoint, EnvError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let tls = var("DOCKER_TLS_VERIFY").is_some();
+        let addr = match var("DOCKER_HOST") {
+            Some(v) => Addr::parse(&v, tls).map_err(EnvError::Setup)?,
+            None => {
+                let tmp = Path::new("/tmp/docker.sock");
+                Addr::Unix(if tmp.exists() {
+                    tmp.to_path_buf()
+                } else {
+                    PathBuf::from("/var/run/docker.sock")
+                })
+            }
+        };
+        let mut ep = Endpoint::plain(addr);
+        if let Some(v) = var("DOCKER_API_VERSION") {
+            let ok = v
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            if !ok || !v.contains('.') {
+                return Err(EnvError::Usage(format!(
+                    "DOCKER_API_VERSION={v:?}: expected a version such as 1.41"
+                )));
+            }
+            ep.prefix = format!("/v{v}");
+        }
+        if tls {
+            if let Addr::Unix(p) = &ep.addr {
+                return Err(EnvError::Usage(format!(
+                    "DOCKER_TLS_VERIFY is set but DOCKER_HOST is unix://{}: TLS needs tcp://host:port",
+                    p.display()
+                )));
+            }
+            ep.set_tls(var("DOCKER_CERT_PATH"), var("HOME"))?;
+        }
+        Ok(ep)
+    }
+
+    #[cfg(feature = "tls")]
+    fn set_tls(&mut self, cert_path: Option<String>, home: Option<String>) -> Result<(), EnvError> {
+        let dir = match (cert_path, home) {
+            (Some(d), _) => PathBuf::from(d),
+            (None, Some(h)) => Path::new(&h).join(".docker"),
+            (None, None) => {
+                return Err(EnvError::Setup(
+                    "DOCKER_TLS_VERIFY is set but neither DOCKER_CERT_PATH nor HOME is".into(),
+                ))
+            }
+        };
+        let ca = dir.join("ca.pem");
+        if !ca.exists() {
+            // go-dockerclient would silently skip verifying the engine: never here.
+            return Err(EnvError::Setup(format!(
+                "DOCKER_TLS_VERIFY is set but {} does not exist: the engine's certificate cannot be verified",
+                ca.display()
+            )));
+        }
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let client = (cert.exists() && key.exists()).then_some((cert.as_path(), key.as_path()));
+        if client.is_none() {
+            log::warn!(
+                "docker: no cert.pem and key.pem in {}: connecting without a client certificate",
+                dir.display()
+            );
+        }
+        let config = crate::tls::client_config(&ca, client)
+            .map_err(|e| EnvError::Setup(format!("DOCKER_CERT_PATH: {e}")))?;
+        self.tls = Some(config);
+        Ok(())
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn set_tls(&mut self, _: Option<String>, _: Option<String>) -> Result<(), EnvError> {
+        Err(EnvError::Setup(
+            "DOCKER_TLS_VERIFY is set but this build has no TLS (cargo feature tls)".into(),
+        ))
+    }
+
+    fn connect(&self) -> io::Result<Conn> {
+        match &self.addr {
+            Addr::Unix(p) => UnixStream::connect(p).map(Conn::Unix),
+            Addr::Tcp(a) => {
+                let s = TcpStream::connect(a)?;
+                let _ = s.set_nodelay(true);
+                #[cfg(feature = "tls")]
+                if let Some(config) = &self.tls {
+                    // Bounded like a request: a peer that never answers the handshake.
+                    s.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+                    s.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+                    return crate::tls::wrap(s, config.clone(), a)
+                        .map(Conn::Net)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+                Ok(Conn::Net(crate::tls::Stream::Plain(s)))
+            }
+        }
+    }
+}
+
+impl Addr {
+    /// A `DOCKER_HOST` value: `unix:///path` or `tcp://host[:port]` (port 2375, 2376 with
+    /// TLS, as Docker's CLI defaults).
+    pub fn parse(v: &str, tls: bool) -> Result<Addr, String> {
         if let Some(p) = v.strip_prefix("unix://") {
             if p.is_empty() {
                 return Err(format!("DOCKER_HOST {v:?}: no socket path"));
             }
-            Ok(Endpoint::Unix(PathBuf::from(p)))
+            Ok(Addr::Unix(PathBuf::from(p)))
         } else if let Some(a) = v.strip_prefix("tcp://") {
             let a = a.trim_end_matches('/');
             if a.is_empty() || a.contains('/') {
                 return Err(format!("DOCKER_HOST {v:?}: expected tcp://host:port"));
             }
-            // Docker's own default for a TCP host without a port.
             let has_port = match a.rfind(']') {
                 Some(i) => a[i..].contains(':'),
                 None => a.contains(':'),
@@ -88,10 +223,10 @@ impl Endpoint {
             let a = if has_port {
                 a.to_string()
             } else {
-                format!("{a}:2375")
+                format!("{a}:{}", if tls { 2376 } else { 2375 })
             };
             match a.rsplit_once(':').map(|(_, p)| p.parse::<u16>()) {
-                Some(Ok(p)) if p > 0 => Ok(Endpoint::Tcp(a)),
+                Some(Ok(p)) if p > 0 => Ok(Addr::Tcp(a)),
                 _ => Err(format!("DOCKER_HOST {v:?}: bad port")),
             }
         } else {
@@ -100,21 +235,12 @@ impl Endpoint {
             ))
         }
     }
-
-    fn connect(&self) -> io::Result<Conn> {
-        match self {
-            Endpoint::Unix(p) => UnixStream::connect(p).map(Conn::Unix),
-            Endpoint::Tcp(a) => TcpStream::connect(a).map(|s| {
-                let _ = s.set_nodelay(true);
-                Conn::Tcp(s)
-            }),
-        }
-    }
 }
 
 enum Conn {
     Unix(UnixStream),
-    Tcp(TcpStream),
+    /// TCP, plain or TLS.
+    Net(crate::tls::Stream),
 }
 
 impl Conn {
@@ -124,10 +250,7 @@ impl Conn {
                 s.set_read_timeout(t)?;
                 s.set_write_timeout(t)
             }
-            Conn::Tcp(s) => {
-                s.set_read_timeout(t)?;
-                s.set_write_timeout(t)
-            }
+            Conn::Net(s) => s.set_timeout(t),
         }
     }
 }
@@ -136,7 +259,7 @@ impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Conn::Unix(s) => s.read(buf),
-            Conn::Tcp(s) => s.read(buf),
+            Conn::Net(s) => s.read(buf),
         }
     }
 }
@@ -145,13 +268,13 @@ impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Conn::Unix(s) => s.write(buf),
-            Conn::Tcp(s) => s.write(buf),
+            Conn::Net(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Conn::Unix(s) => s.flush(),
-            Conn::Tcp(s) => s.flush(),
+            Conn::Net(s) => s.flush(),
         }
     }
 }
@@ -336,7 +459,8 @@ impl Client {
 
     /// `GET /_ping`. Returns the engine's clock (Unix seconds, from `Date`) when it sent one.
     pub fn ping(&mut self) -> Result<Option<i64>, Error> {
-        let (head, body) = self.get("/_ping")?;
+        let path = self.endpoint.path("/_ping");
+        let (head, body) = self.get(&path)?;
         if head.status != 200 {
             return Err(Error::Status(head.status, error_message(&body)));
         }
@@ -346,7 +470,8 @@ impl Client {
     /// IDs of the running containers.
     pub fn running(&mut self) -> Result<Vec<String>, Error> {
         // 100 containers list as 85 KB; read whole, that was the daemon's largest allocation.
-        let list: Vec<Summary> = self.get_json_streamed("/containers/json")?;
+        let path = self.endpoint.path("/containers/json");
+        let list: Vec<Summary> = self.get_json_streamed(&path)?;
         Ok(list
             .into_iter()
             .map(|s| s.id)
@@ -356,7 +481,7 @@ impl Client {
 
     /// Inspects a container by ID or name; `None` when the engine does not know it.
     pub fn inspect(&mut self, id: &str) -> Result<Option<Container>, Error> {
-        let path = inspect_path(id);
+        let path = self.endpoint.path(&inspect_path(id));
         let (head, body) = self.get(&path)?;
         match head.status {
             200..=299 => {
@@ -381,7 +506,7 @@ impl Client {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        let path = inspect_path(id);
+        let path = self.endpoint.path(&inspect_path(id));
         match write_get(conn, &path) {
             Ok(()) => self.ahead = Some(path),
             Err(e) => {
@@ -516,7 +641,10 @@ impl EventStream {
     pub fn open(endpoint: &Endpoint, since: Option<&str>) -> Result<EventStream, Error> {
         let mut conn = endpoint.connect()?;
         conn.set_timeout(Some(REQUEST_TIMEOUT))?;
-        let mut path = format!("/events?filters={}", percent::encode(EVENT_FILTER));
+        let mut path = endpoint.path(&format!(
+            "/events?filters={}",
+            percent::encode(EVENT_FILTER)
+        ));
         if let Some(s) = since {
             path.push_str("&since=");
             path.push_str(&percent::encode(s));
@@ -646,7 +774,7 @@ mod tests {
         let error = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 18\r\n\r\n{\"message\":\"boom\"}".to_vec();
         let ping = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK".to_vec();
         let (path, server) = fake_engine(vec![chunked(&list, 13), error, chunked("[]", 1), ping]);
-        let mut c = Client::new(Endpoint::Unix(path));
+        let mut c = Client::new(Endpoint::unix(path));
         let ids = c.running().unwrap();
         assert_eq!(ids.len(), 50);
         assert_eq!((ids[0].as_str(), ids[49].as_str()), ("c00", "c49"));
@@ -709,7 +837,7 @@ mod tests {
     #[test]
     fn an_inspect_asked_ahead_is_answered_on_the_same_connection() {
         let (path, server) = fake_inspects("ahead", 2);
-        let mut c = Client::new(Endpoint::Unix(path));
+        let mut c = Client::new(Endpoint::unix(path));
         // Nothing is sent ahead without a kept connection.
         c.inspect_ahead("a");
         assert_eq!(c.inspect("a").unwrap().unwrap().id, "a");
@@ -742,7 +870,7 @@ mod tests {
         let mut cut = chunked(r#"[{"Id":"a"},{"Id":"b"}]"#, 5);
         cut.truncate(cut.len() - 20);
         let (path, server) = fake_engine(vec![cut]);
-        let mut c = Client::new(Endpoint::Unix(path));
+        let mut c = Client::new(Endpoint::unix(path));
         let r = c.running();
         server.join().unwrap();
         assert!(r.is_err(), "{r:?}");
@@ -750,18 +878,22 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        let p = Endpoint::parse;
+        let p = |v| Addr::parse(v, false);
         assert_eq!(
             p("unix:///run/d.sock"),
-            Ok(Endpoint::Unix("/run/d.sock".into()))
+            Ok(Addr::Unix("/run/d.sock".into()))
         );
         assert_eq!(
             p("tcp://127.0.0.1:2376"),
-            Ok(Endpoint::Tcp("127.0.0.1:2376".into()))
+            Ok(Addr::Tcp("127.0.0.1:2376".into()))
         );
-        assert_eq!(p("tcp://docker/"), Ok(Endpoint::Tcp("docker:2375".into())));
-        assert_eq!(p("tcp://[::1]"), Ok(Endpoint::Tcp("[::1]:2375".into())));
-        assert_eq!(p("tcp://[::1]:1"), Ok(Endpoint::Tcp("[::1]:1".into())));
+        assert_eq!(p("tcp://docker/"), Ok(Addr::Tcp("docker:2375".into())));
+        assert_eq!(p("tcp://[::1]"), Ok(Addr::Tcp("[::1]:2375".into())));
+        assert_eq!(p("tcp://[::1]:1"), Ok(Addr::Tcp("[::1]:1".into())));
+        assert_eq!(
+            Addr::parse("tcp://docker", true),
+            Ok(Addr::Tcp("docker:2376".into()))
+        );
         for bad in [
             "unix://",
             "tcp://",
