@@ -954,6 +954,33 @@ mod tests {
     }
 
     #[test]
+    fn real_engine_28_inspect() {
+        // A container on the user network rgtr-cap, 80 published on 127.0.0.1, 443 exposed
+        // and ignored, as Docker 28.5.2 reports it; its labels as a template reads them.
+        let raw = include_str!("../tests/data/inspect-engine-28.5.json");
+        let mut c: Container = serde_json::from_str(raw).unwrap();
+        c.raw = raw.as_bytes().to_vec();
+        let mut st = settings();
+        let t = r#"{{index .Config.Labels "com.example.team"}},{{.HostConfig.NetworkMode}}"#;
+        st.tags_template = Some(Arc::new(crate::template::Template::parse(t).unwrap()));
+        let (got, ignored) = services(&c, &st, None, &[]);
+        assert_eq!(got.len(), 1, "{ignored:?}");
+        let s = &got[0];
+        assert_eq!(
+            (s.id.as_str(), s.name.as_str()),
+            ("hostname:cap28net:80", "web")
+        );
+        assert_eq!(s.tags, ["blue", "green", "ops", "rgtr-cap"]);
+        assert_eq!(s.attrs["region"], "us2");
+        assert!(
+            s.ip.starts_with("10.213."),
+            "user network address: {}",
+            s.ip
+        );
+        assert_eq!(ignored.len(), 1, "{ignored:?}");
+    }
+
+    #[test]
     fn odd_metadata_never_panics() {
         let long = "x".repeat(100_000);
         let env = [

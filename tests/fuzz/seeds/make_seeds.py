@@ -11,8 +11,12 @@ import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "..", "data")
-EVENTS_RAW = open(os.path.join(DATA, "events-engine-20.10.raw"), "rb").read()
-INSPECT = open(os.path.join(DATA, "inspect-engine-20.10.json"), "rb").read()
+# The engines captured in tests/data (28.5: tests/docker28.sh capture).
+ENGINES = ("20.10", "28.5")
+EVENTS_RAWS = {v: open(os.path.join(DATA, "events-engine-%s.raw" % v), "rb").read() for v in ENGINES}
+INSPECTS = {v: open(os.path.join(DATA, "inspect-engine-%s.json" % v), "rb").read() for v in ENGINES}
+EVENTS_RAW = EVENTS_RAWS["20.10"]
+INSPECT = INSPECTS["20.10"]
 
 
 def write(target, name, data):
@@ -42,8 +46,9 @@ RESPONSES = {
 
 
 def chunked():
-    write("chunked", "events-engine-20.10", cut() + EVENTS_RAW)
-    write("chunked", "events-engine-20.10-cut", cut(b"\x07\x00\x31\x80") + EVENTS_RAW)
+    for v, raw in EVENTS_RAWS.items():
+        write("chunked", "events-engine-" + v, cut() + raw)
+        write("chunked", "events-engine-%s-cut" % v, cut(b"\x07\x00\x31\x80") + raw)
     for name, r in RESPONSES.items():
         write("chunked", name, cut() + r)
         write("chunked", name + "-cut", cut(b"\x01\x02\x03") + r)
@@ -78,8 +83,14 @@ def head():
 
 
 def events():
-    write("events", "engine-20.10", bytes([0]) + cut() + EVENTS_RAW)
-    write("events", "engine-20.10-cut", bytes([0]) + cut(b"\x05\x00\x40\x81") + EVENTS_RAW)
+    for v, raw in EVENTS_RAWS.items():
+        write("events", "engine-" + v, bytes([0]) + cut() + raw)
+        write("events", "engine-%s-cut" % v, bytes([0]) + cut(b"\x05\x00\x40\x81") + raw)
+    # 28.5's lines (kill with its signal, pause, unpause, "health_status: healthy") in a body
+    # the harness frames with Content-Length (framing 2), and chunked in odd sizes (0).
+    lines = b"".join(l for l in EVENTS_RAWS["28.5"].split(b"\r\n") if l.startswith(b"{"))
+    write("events", "synth-28.5-length", bytes([1 | 2 << 1]) + cut(b"\x23") + bytes([0]) + lines)
+    write("events", "synth-28.5-chunked", bytes([1]) + cut(b"\x02\x40") + bytes([3, 1, 2, 5]) + lines)
     body_lines = [l for l in EVENTS_RAW.split(b"\r\n") if l.startswith(b"{")]
     v152 = (b'{"Type":"container","Action":"start","Actor":{"ID":"ede54ee1afda366ab42f824e8a5ffd195155d853ceaec74a927f249ea270c743",'
             b'"Attributes":{"image":"alpine:latest","name":"my-container"}},"scope":"local","time":1461943101,"timeNano":1461943101381709551}\n')
@@ -101,7 +112,8 @@ def service_settings(b0=0x10, b1=0, b2=0):
 
 
 def service():
-    write("service", "inspect-engine-20.10", service_settings() + INSPECT)
+    for v, inspect in INSPECTS.items():
+        write("service", "inspect-engine-" + v, service_settings() + inspect)
     c = json.loads(INSPECT)
     c["Config"]["Env"] = ["SERVICE_80_NAME=http", "SERVICE_TAGS=a,b\\,c", "SERVICE_443_IGNORE=1"]
     c["NetworkSettings"]["Ports"]["443/tcp"] = [{"HostIp": "::", "HostPort": "4443"}]
