@@ -1142,6 +1142,11 @@ in_dir() {
     for step in "$@"; do "$step"; done
 }
 
+# Sourced (tests/docker28.sh reuses the engine and TLS functions above): define, run nothing.
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then
+    return 0
+fi
+
 [ $# -eq 2 ] || usage
 case $1 in
     start) cmd_start "$2" ;;
