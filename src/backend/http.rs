@@ -97,8 +97,11 @@ pub fn shorten(s: &str, max: usize) -> &str {
 #[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
-    /// `http://host:port`, `https://host:port`, or `http://127.0.0.1` for a socket.
-    base: String,
+    /// `http://host:port`, `https://host:port`, or `http://127.0.0.1` for a socket; then the
+    /// endpoints to fail over to (`ETCD_ENDPOINTS`).
+    bases: std::sync::Arc<[String]>,
+    /// The endpoint in use: the first that answered, kept while it answers.
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// What the user knows it by, for messages: the URL, or `unix:///path`.
     shown: String,
     header: Option<(&'static str, String)>,
@@ -170,37 +173,94 @@ impl Client {
         Ok(match target {
             Target::Tcp(addr) => {
                 let base = format!("http://{addr}");
-                Client {
-                    agent: agent(config.build()),
-                    shown: base.clone(),
-                    base,
-                    header: None,
-                }
+                Client::at(agent(config.build()), base)
             }
             #[cfg(feature = "tls")]
             Target::Tls(addr, files) => {
                 let tls = tls::config(files)?;
                 let base = format!("https://{addr}");
-                Client {
-                    agent: agent(config.tls_config(tls).build()),
-                    shown: base.clone(),
-                    base,
-                    header: None,
-                }
+                Client::at(agent(config.tls_config(tls).build()), base)
             }
-            Target::Unix(path) => Client {
-                agent: ureq::Agent::with_parts(
+            Target::Unix(path) => {
+                let agent = ureq::Agent::with_parts(
                     config.build(),
                     unix::Connector(path.clone()),
                     Resolver::default(),
-                ),
+                );
                 // An IP literal: the resolver answers it without a lookup, and the connector
                 // ignores the address anyway.
-                base: "http://127.0.0.1".into(),
-                shown: format!("unix://{}", path.display()),
-                header: None,
-            },
+                let mut c = Client::at(agent, "http://127.0.0.1".into());
+                c.shown = format!("unix://{}", path.display());
+                c
+            }
         })
+    }
+
+    fn at(agent: ureq::Agent, base: String) -> Client {
+        Client {
+            agent,
+            shown: base.clone(),
+            bases: vec![base].into(),
+            current: Default::default(),
+            header: None,
+        }
+    }
+
+    /// More endpoints of the same cluster (`ETCD_ENDPOINTS`: `host:port`, or a URL): a call
+    /// that gets no answer from the one in use moves on to the next, and stays there while it
+    /// answers. A bare `host:port` takes the scheme of the first endpoint.
+    pub fn with_endpoints(mut self, extra: &[String]) -> Client {
+        if extra.is_empty() {
+            return self;
+        }
+        let scheme = if self.bases[0].starts_with("https://") {
+            "https://"
+        } else {
+            "http://"
+        };
+        let mut bases = self.bases.to_vec();
+        for e in extra {
+            let e = e.trim_end_matches('/');
+            bases.push(if e.contains("://") {
+                e.to_string()
+            } else {
+                format!("{scheme}{e}")
+            });
+        }
+        self.shown = bases.join(",");
+        self.bases = bases.into();
+        self
+    }
+
+    /// `call` on the endpoint in use, then on each other one while none answers.
+    fn over<T>(&self, call: impl Fn(&str) -> Result<T, CallError>) -> Result<T, CallError> {
+        use std::sync::atomic::Ordering;
+        let n = self.bases.len();
+        let start = self.current.load(Ordering::Relaxed) % n;
+        let mut last = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            match call(&self.bases[i]) {
+                Err(CallError::Transport(e)) if n > 1 => {
+                    log::debug!("{}: {e}", self.bases[i]);
+                    last = Some(e);
+                }
+                r => {
+                    if k > 0 {
+                        self.current.store(i, Ordering::Relaxed);
+                        log::warn!(
+                            "{} did not answer; using {} (ETCD_ENDPOINTS)",
+                            self.bases[start],
+                            self.bases[i]
+                        );
+                    }
+                    return r;
+                }
+            }
+        }
+        Err(CallError::Transport(
+            last.unwrap_or(ureq::Error::ConnectionFailed),
+        ))
     }
 
     /// A header sent with every request (an ACL token); its value is never logged.
@@ -223,26 +283,25 @@ impl Client {
     }
 
     pub fn get(&self, path: &str) -> Result<String, CallError> {
-        answer(
-            self.headed(self.agent.get(format!("{}{path}", self.base)))
-                .call(),
-        )
+        self.over(|base| answer(self.headed(self.agent.get(format!("{base}{path}"))).call()))
     }
 
     pub fn delete(&self, path: &str) -> Result<String, CallError> {
-        answer(
-            self.headed(self.agent.delete(format!("{}{path}", self.base)))
-                .call(),
-        )
+        self.over(|base| {
+            answer(
+                self.headed(self.agent.delete(format!("{base}{path}")))
+                    .call(),
+            )
+        })
     }
 
     /// PUT with a body of `content_type` (or none).
     pub fn put(&self, path: &str, body: Option<(&str, &[u8])>) -> Result<String, CallError> {
-        self.send(self.agent.put(format!("{}{path}", self.base)), body)
+        self.over(|base| self.send(self.agent.put(format!("{base}{path}")), body))
     }
 
     pub fn post(&self, path: &str, body: Option<(&str, &[u8])>) -> Result<String, CallError> {
-        self.send(self.agent.post(format!("{}{path}", self.base)), body)
+        self.over(|base| self.send(self.agent.post(format!("{base}{path}")), body))
     }
 
     fn send(
@@ -500,5 +559,32 @@ mod tests {
         assert_eq!(at("http://10.0.0.5/").as_deref(), Some("10.0.0.5:80"));
         assert_eq!(at("http://consul.service:8500/"), None);
         assert_eq!(at("http://localhost:8500/"), None);
+    }
+
+    /// Decisions F4: a call the endpoint in use does not answer goes to the next, which is
+    /// kept while it answers.
+    #[test]
+    fn a_silent_endpoint_fails_over_to_the_next_and_stays() {
+        use std::io::{Read, Write};
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap().to_string();
+        let answers = std::thread::spawn(move || {
+            for _ in 0..2 {
+                let (mut c, _) = server.accept().unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = c.read(&mut buf);
+                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                    .unwrap();
+            }
+        });
+        // Port 1 on loopback: refused at once.
+        let c = super::Client::new(&super::Target::Tcp("127.0.0.1:1".into()))
+            .unwrap()
+            .with_endpoints(std::slice::from_ref(&addr));
+        assert_eq!(c.get("/version").unwrap(), "ok");
+        assert_eq!(c.current.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(c.get("/version").unwrap(), "ok");
+        answers.join().unwrap();
+        assert_eq!(c.shown(), format!("http://127.0.0.1:1,http://{addr}"));
     }
 }

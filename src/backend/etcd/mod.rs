@@ -14,11 +14,39 @@ use super::{OpenError, Options, Uri};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:2379";
 
-/// The client for the URI's host (default 127.0.0.1:2379), over TLS when an `ETCD_*` file is set.
+/// The client for the URI's host (default 127.0.0.1:2379), over TLS when an `ETCD_*` file is
+/// set, then the endpoints of `ETCD_ENDPOINTS` (fayrus's variable; Decisions F4).
 fn client(u: &Uri) -> Result<Client, OpenError> {
     let addr = u.host_port(DEFAULT_ADDR)?;
     let target = tls_target(u, addr)?;
-    Client::new(&target).map_err(|e| OpenError::Setup(format!("{}: {e}", u.scheme)))
+    let extra = endpoints(&std::env::var("ETCD_ENDPOINTS").unwrap_or_default());
+    Ok(Client::new(&target)
+        .map_err(|e| OpenError::Setup(format!("{}: {e}", u.scheme)))?
+        .with_endpoints(&extra))
+}
+
+/// `ETCD_ENDPOINTS`: comma-separated, each trimmed, empty ones dropped.
+fn endpoints(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[cfg(test)]
+#[test]
+fn etcd_endpoints_n1_to_n6() {
+    assert!(endpoints("").is_empty());
+    assert_eq!(
+        endpoints("etcd2:2379,etcd3:2379"),
+        ["etcd2:2379", "etcd3:2379"]
+    );
+    assert_eq!(
+        endpoints(" etcd2:2379 , ,etcd3:2379 "),
+        ["etcd2:2379", "etcd3:2379"]
+    );
+    assert_eq!(endpoints("https://e:2379/"), ["https://e:2379/"]);
 }
 
 #[cfg(feature = "tls")]
