@@ -150,40 +150,100 @@ fn shape_of(field: &str) -> Shape {
 
 pub type Result<T> = std::result::Result<T, String>;
 
-struct State<'a, 'f> {
+struct State<'a, 'o, 'f> {
+    /// `$`: the document.
+    root: Val<'a>,
+    /// Slots 1.. (slot 0 is `$`): empty, so not allocated, for a template without variables.
     vars: Vec<Val<'a>>,
-    out: &'a mut String,
+    out: &'o mut String,
+    /// Where this evaluation's output starts in `out`.
+    start: usize,
     iterations: usize,
     fetch: Option<Fetch<'f>>,
+    /// Recent field lookups: (object's address and length, field name) -> value.
+    memo: [((usize, usize, &'a str), Val<'a>); MEMO],
+    next_memo: usize,
 }
 
+const MEMO: usize = 4;
+
 pub fn run(t: &Template, doc: &[u8], fetch: Option<Fetch>, out: &mut String) -> Result<()> {
-    let root = match json::value(doc) {
-        Ok(v) if json::kind(v) == Kind::Object => Val::Json(v, Shape::Struct { ptr: true }),
+    // Not scanned whole here: each field read steps over what comes before it.
+    let doc = doc.trim_ascii_start();
+    let root = match json::kind(doc) {
+        Kind::Object => Val::Json(doc, Shape::Struct { ptr: true }),
         _ => return Err("the container's inspect document is not a JSON object".into()),
     };
     let start = out.len();
-    let mut buf = String::new();
     let mut st = State {
-        vars: vec![Val::Nil; t.slots],
-        out: &mut buf,
+        root: root.clone(),
+        vars: vec![Val::Nil; t.slots.saturating_sub(1)],
+        out,
+        start,
         iterations: 0,
         fetch,
+        memo: std::array::from_fn(|_| ((0, 0, ""), Val::Nil)),
+        next_memo: 0,
     };
-    st.vars[0] = root.clone();
-    st.list(&t.nodes, &root)?;
-    let _ = start;
-    out.push_str(&buf);
-    Ok(())
+    let r = st.list(&t.nodes, &root);
+    if r.is_err() {
+        // Partial output is discarded, as Go's `Execute` leaves it to the caller.
+        out.truncate(start);
+    }
+    r
 }
 
-impl<'a> State<'a, '_> {
+impl<'a> State<'a, '_, '_> {
     fn write(&mut self, s: &str) -> Result<()> {
-        if self.out.len() + s.len() > MAX_OUTPUT {
+        if self.out.len() - self.start + s.len() > MAX_OUTPUT {
             return Err(format!("output longer than {MAX_OUTPUT} bytes"));
         }
         self.out.push_str(s);
         Ok(())
+    }
+
+    /// A value printed straight into the output, then the bound checked.
+    fn write_val(&mut self, v: &Val) -> Result<()> {
+        print(v, self.out);
+        if self.out.len() - self.start > MAX_OUTPUT {
+            return Err(format!("output longer than {MAX_OUTPUT} bytes"));
+        }
+        Ok(())
+    }
+
+    /// `.A.B` on `v`. The last few lookups are remembered: `.Config.Labels.x` and
+    /// `.Config.Hostname` in one template step over the document's first members once.
+    fn fields_of(&mut self, mut v: Val<'a>, fields: &'a [Box<str>]) -> Result<Val<'a>> {
+        for f in fields {
+            let key = match &v {
+                Val::Json(raw, _) => Some((raw.as_ptr() as usize, raw.len(), &**f)),
+                _ => None,
+            };
+            if let Some(hit) = key.and_then(|k| self.memo.iter().find(|(m, _)| *m == k)) {
+                v = hit.1.clone();
+                continue;
+            }
+            v = field(v, f)?;
+            if let Some(k) = key {
+                self.memo[self.next_memo % MEMO] = (k, v.clone());
+                self.next_memo += 1;
+            }
+        }
+        Ok(v)
+    }
+
+    fn var(&self, slot: usize) -> Val<'a> {
+        match slot {
+            0 => self.root.clone(),
+            n => self.vars[n - 1].clone(),
+        }
+    }
+
+    fn set(&mut self, slot: usize, v: Val<'a>) {
+        match slot {
+            0 => self.root = v,
+            n => self.vars[n - 1] = v,
+        }
     }
 
     fn list(&mut self, nodes: &'a [Node], dot: &Val<'a>) -> Result<()> {
@@ -193,9 +253,7 @@ impl<'a> State<'a, '_> {
                 Node::Action(p) => {
                     let v = self.pipe(p, dot, true)?;
                     if p.decl.is_empty() {
-                        let mut s = String::new();
-                        print(&v, &mut s);
-                        self.write(&s)?;
+                        self.write_val(&v)?;
                     }
                 }
                 Node::If(b) => {
@@ -263,10 +321,10 @@ impl<'a> State<'a, '_> {
                 return Err(format!("more than {MAX_ITERATIONS} range iterations"));
             }
             match b.pipe.decl.as_slice() {
-                [one] => self.vars[*one] = e.clone(),
+                [one] => self.set(*one, e.clone()),
                 [key, val] => {
-                    self.vars[*key] = k;
-                    self.vars[*val] = e.clone();
+                    self.set(*key, k);
+                    self.set(*val, e.clone());
                 }
                 _ => {}
             }
@@ -285,7 +343,7 @@ impl<'a> State<'a, '_> {
         let v = prev.unwrap_or(Val::Nil);
         if assign {
             for s in &p.decl {
-                self.vars[*s] = v.clone();
+                self.set(*s, v.clone());
             }
         }
         Ok(v)
@@ -335,22 +393,33 @@ impl<'a> State<'a, '_> {
             }
             return Ok(last);
         }
-        let mut vals = Vec::with_capacity(args.len() + 1);
-        for a in args {
-            vals.push(self.arg(a, dot)?);
+        // Up to four arguments on the stack: a call allocates nothing of its own.
+        let n = args.len() + usize::from(piped.is_some());
+        let mut small: [Val<'a>; 4] = [Val::Nil, Val::Nil, Val::Nil, Val::Nil];
+        let mut big = Vec::new();
+        let vals: &mut [Val<'a>] = if n <= small.len() {
+            &mut small[..n]
+        } else {
+            big.resize(n, Val::Nil);
+            &mut big
+        };
+        for (slot, a) in vals.iter_mut().zip(args) {
+            *slot = self.arg(a, dot)?;
         }
-        vals.extend(piped);
+        if let Some(p) = piped {
+            vals[n - 1] = p;
+        }
         funcs::call(f, vals, self.fetch.as_deref_mut())
             .map_err(|e| format!("error calling {}: {e}", f.name()))
     }
 
     fn arg(&mut self, a: &'a Arg, dot: &Val<'a>) -> Result<Val<'a>> {
         match a {
-            Arg::Dot(fields) => fields_of(dot.clone(), fields),
-            Arg::Var(slot, fields) => fields_of(self.vars[*slot].clone(), fields),
+            Arg::Dot(fields) => self.fields_of(dot.clone(), fields),
+            Arg::Var(slot, fields) => self.fields_of(self.var(*slot), fields),
             Arg::Paren(p, fields) => {
                 let v = self.pipe(p, dot, true)?;
-                fields_of(v, fields)
+                self.fields_of(v, fields)
             }
             Arg::Str(s) => Ok(Val::Str(Cow::Borrowed(s))),
             Arg::Int(i) => Ok(Val::Int(*i)),
@@ -417,13 +486,6 @@ pub fn text(raw: &[u8]) -> Cow<'_, str> {
     let mut s = String::new();
     let _ = json::unescape_into(raw, &mut s);
     Cow::Owned(s)
-}
-
-fn fields_of<'a>(mut v: Val<'a>, fields: &[Box<str>]) -> Result<Val<'a>> {
-    for f in fields {
-        v = field(v, f)?;
-    }
-    Ok(v)
 }
 
 /// `.name` on `v`.

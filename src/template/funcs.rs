@@ -123,10 +123,9 @@ fn owned<'a>(s: String) -> Val<'a> {
 /// Calls `f` with its arguments evaluated (the piped value last).
 pub fn call<'a, 'f>(
     f: Func,
-    args: Vec<Val<'a>>,
+    a: &[Val<'a>],
     fetch: Option<super::FetchRef<'_, 'f>>,
 ) -> Result<Val<'a>> {
-    let a = args.as_slice();
     Ok(match f {
         Func::And | Func::Or => unreachable!("evaluated by exec"),
         Func::Not => {
@@ -172,8 +171,20 @@ pub fn call<'a, 'f>(
                 .split_first()
                 .ok_or("wrong number of args for strSlice: want at least 1 got 0")?;
             let v = string(v)?;
-            let idx: Vec<i64> = idx.iter().map(int).collect::<Result<_>>()?;
-            owned(str_slice(&v, &idx)?)
+            let mut ints = [0i64; 2];
+            for (k, i) in idx.iter().enumerate() {
+                let i = int(i)?;
+                if let Some(slot) = ints.get_mut(k) {
+                    *slot = i;
+                }
+            }
+            // Go slices only with one or two indices; with none or three and more, `v`.
+            let idx = if idx.len() <= 2 {
+                &ints[..idx.len()]
+            } else {
+                &[]
+            };
+            owned(str_slice(&v, idx)?)
         }
         Func::SIndex => {
             want(f, a, 2)?;

@@ -247,6 +247,19 @@ fn hex4(raw: &[u8], i: &mut usize) -> Result<u32, Error> {
     Ok(n)
 }
 
+/// Bytes [`Scan::skip`] stops at: bit 0 inside a container (`"`, brackets), bit 1 inside a
+/// string (`"`, `\\`). A table: one load per byte.
+static STEP: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'"' as usize] = 3;
+    t[b'{' as usize] = 1;
+    t[b'[' as usize] = 1;
+    t[b'}' as usize] = 1;
+    t[b']' as usize] = 1;
+    t[b'\\' as usize] = 2;
+    t
+};
+
 /// A raw key (empty for an array element) and a value slice.
 type Member<'a> = (&'a [u8], &'a [u8]);
 
@@ -337,8 +350,61 @@ impl<'a> Scan<'a> {
             self.ws();
         }
         let start = self.i;
-        self.value(depth)?;
+        self.skip(depth)?;
         Ok(Some((key, self.since(start))))
+    }
+    /// Steps over one value as fast as it can be delimited: a nested object or array by its
+    /// brackets and strings alone (what is inside is checked when it is read, not when it is
+    /// stepped over), a string by a search for its closing quote. Linear, depth-limited.
+    fn skip(&mut self, depth: usize) -> Result<(), Error> {
+        match self.peek().ok_or(END)? {
+            b'{' | b'[' => {}
+            b'"' => {
+                self.i += 1;
+                return self.skip_string();
+            }
+            _ => return self.value(depth),
+        }
+        let mut nest = depth;
+        loop {
+            let rest = self.b.get(self.i..).unwrap_or_default();
+            let at = rest
+                .iter()
+                .position(|&c| STEP[usize::from(c)] & 1 != 0)
+                .ok_or(END)?;
+            self.i += at + 1;
+            match rest[at] {
+                b'"' => self.skip_string()?,
+                b'{' | b'[' => {
+                    nest += 1;
+                    if nest > MAX_DEPTH {
+                        return Err(TOO_DEEP);
+                    }
+                }
+                _ => {
+                    nest -= 1;
+                    if nest == depth {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    /// After a string's opening quote: up to and past its closing one.
+    fn skip_string(&mut self) -> Result<(), Error> {
+        loop {
+            let rest = self.b.get(self.i..).unwrap_or_default();
+            let at = rest
+                .iter()
+                .position(|&c| STEP[usize::from(c)] & 2 != 0)
+                .ok_or(END)?;
+            self.i += at + 1;
+            if rest[at] == b'"' {
+                return Ok(());
+            }
+            // An escape: its next byte is never the end of the string.
+            self.i += 1;
+        }
     }
     fn string(&mut self) -> Result<(), Error> {
         self.expect(b'"')?;
