@@ -33,12 +33,18 @@
 //! 6. idle: CPU ticks (utime + stime) and wake-ups (voluntary context switches of all threads)
 //!    over a quiet period with every container of the start-up phase registered.
 //! 7. sizes of the binaries given with `--size`.
+//! 8. the cost of a typical `-tags` template: time and heap allocations per rendering
+//!    (`template.rs`), before anything else runs.
 //!
 //! The containers are driven through the engine API (create + start, kill, remove), not the
 //! `docker` CLI, so no CLI process competes for the 2 cores while a path is measured.
 
 mod http;
 mod scale;
+mod template;
+
+#[global_allocator]
+static ALLOC: template::Counting = template::Counting;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -189,6 +195,17 @@ fn now_ns() -> i128 {
 
 fn run() -> Res<()> {
     let opts = args()?;
+    let cost = template::measure()?;
+    println!(
+        "template {:?} -> {:?}: parsed once in {:.1} us; each rendering {:.0} ns, {:.2} allocations ({:.0} bytes; {:.2} with the output buffer reused)",
+        cost.template,
+        cost.rendered,
+        cost.parse_us,
+        cost.render_ns,
+        cost.allocs_per_render,
+        cost.bytes_per_render,
+        cost.allocs_per_render_reused
+    );
     let env = Arc::new(env()?);
     let plan = if opts.short {
         Plan {
@@ -292,6 +309,7 @@ fn run() -> Res<()> {
         peer,
         sizes,
         targets: Vec::new(),
+        template: cost,
     };
     let report = judge(report);
     print_table(&report, opts.short);
@@ -464,6 +482,8 @@ struct DieSplit {
 
 #[derive(Serialize)]
 struct Report {
+    /// What a typical `-tags` template costs per rendering.
+    template: template::Cost,
     mode: &'static str,
     latency_containers: usize,
     burst_containers: usize,
