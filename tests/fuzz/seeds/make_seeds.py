@@ -150,8 +150,34 @@ def service():
     write("service", "built-odd-metadata", service_settings(0x12) + b"\x00".join(odd))
 
 
+TEMPLATES = [
+    "{{strSlice .ID 0 12}}",
+    "env-{{.Config.Labels.env}},team-{{.Config.Labels.team}}",
+    '{{.Config.Image | split ":" | sIndex 0}}',
+    "{{range $p, $b := .NetworkSettings.Ports}}{{$p}}->{{(index $b 0).HostPort}}{{end}}",
+    '{{if eq .Config.Labels.env "prod"}}production{{else if .State.Running}}up{{else}}other{{end}}',
+    '{{with $j := httpGet "http://127.0.0.1:1/all"}}{{jsonParse $j "Config::Env::[1]"}}{{end}}',
+    '{{matchAllElements "^SERVICE_(\\d+)_[A-Z]+$" .Config.Env | join ";"}}',
+    '{{printf "%-8s|%05d|%q" .Name .State.Pid .Config.Hostname}}',
+    "{{- /* c */ -}} {{$x := 1}}{{$x = 2}}{{len .Config.Env}}{{slice .Name 1 3}}",
+    '{{replace -1 "." "-" (index .Config.Labels "a.b")}}{{urlquery "a b"}}{{.Created}}',
+    "{{.Node.Name}}{{.Id}}",
+    "{{.Name",
+]
+
+
+def template():
+    for i, t in enumerate(TEMPLATES):
+        write("template", "t%02d" % i, bytes([i % 4]) + t.encode())
+    # A document of its own after the source.
+    doc = json.loads(INSPECT)
+    write("template", "inspect-20.10", bytes([3]) + b"{{range $k, $v := .Config.Labels}}{{$k}}={{$v}},{{end}}\x00" + json.dumps(doc).encode())
+    write("template", "inspect-28.5", bytes([1]) + b"{{.NetworkSettings.Networks}}\x00" + INSPECTS["28.5"])
+
+
 if __name__ == "__main__":
     chunked()
     head()
     events()
     service()
+    template()

@@ -1,6 +1,6 @@
 //! The fuzz targets' view of the main crate: its pure modules, through its library target.
 //! `harness` holds what the fuzz targets share.
 
-pub use registrator::{docker, service};
+pub use registrator::{docker, service, template};
 
 pub mod harness;
