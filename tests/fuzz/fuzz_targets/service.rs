@@ -3,7 +3,8 @@
 //! ports, port bindings, networks, network mode, image and name), with the flags from the
 //! first bytes. Also `split_tags` and `default_name` against what their comments promise.
 //!
-//! Input: four bytes of settings, then fields separated by 0x00. A field's first byte picks
+//! Input: four bytes of settings (the fourth: `-ip-from-container`, and a `-tags` template
+//! from a small table), then fields separated by 0x00. A field's first byte picks
 //! its kind (low 3 bits) and an entry of that kind's table of odd values (the other bits);
 //! the rest is raw text (`0x02 n text` repeats `text` to `n * 64` bytes); a label's key and
 //! value, and a binding's spec and raw text, are separated by 0x01.
@@ -15,11 +16,13 @@
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use registrator_fuzz::docker::container::{Container, Network, PortBinding};
 use registrator_fuzz::harness::{check, Src};
 use registrator_fuzz::service::{default_name, services, split_tags, Settings};
+use registrator_fuzz::template::Template;
 
 const HOSTNAMES: &[&str] = &["hostname", "", "h:x", "hôte"];
 const IPS: &[&str] = &["127.0.0.1", "::1", "", "10.0.0.1"];
@@ -126,6 +129,13 @@ const IMAGES: &[&str] = &[
     "gliderlabs/foobar",
 ];
 
+const TEMPLATES: &[&str] = &[
+    "{{.Name}},x",
+    "{{index .Config.Labels \"SERVICE_NAME\"}}",
+    "{{range .Config.Env}}{{.}},{{end}}",
+    "{{.Config.Labels.missing}}",
+];
+
 fuzz_target!(|data: &[u8]| {
     let mut src = Src::new(data);
     let (b0, b1, b2) = (src.byte(), src.byte(), src.byte());
@@ -140,9 +150,19 @@ fuzz_target!(|data: &[u8]| {
         tags: (0..tags)
             .map(|i| TAGS[(i + usize::from(b2)) % 4].into())
             .collect(),
+        tags_template: None,
+        ip_from_container: false,
     };
     let peer = (b0 & 0x20 != 0).then(|| PEERS[usize::from(b2) % 4]);
-    let _reserved = src.byte();
+    // Bit 0: -ip-from-container; bit 1: a -tags template (in place of the literal -tags).
+    let b3 = src.byte();
+    let mut settings = settings;
+    settings.ip_from_container = b3 & 1 != 0;
+    if b3 & 2 != 0 {
+        let t = TEMPLATES[usize::from(b3 >> 2) % TEMPLATES.len()];
+        settings.tags_template = Some(Arc::new(Template::parse(t).expect("a valid template")));
+        settings.tags.clear();
+    }
     let payload = src.rest();
 
     if let Ok(c) = serde_json::from_slice::<Container>(payload) {
@@ -269,7 +289,7 @@ fn metadata(c: &Container) -> Vec<(String, &str)> {
 }
 
 fn check_container(c: &Container, settings: &Settings, peer: Option<&str>) {
-    let (out, ignored) = services(c, settings, peer);
+    let (out, ignored) = services(c, settings, peer, &[]);
 
     let mut keys: BTreeSet<&str> = c.config.exposed_ports.keys().map(String::as_str).collect();
     keys.extend(c.network_settings.ports.keys().map(String::as_str));
@@ -346,7 +366,8 @@ fn check_container(c: &Container, settings: &Settings, peer: Option<&str>) {
         }
         if settings.explicit {
             let named = meta.iter().any(|(k, v)| {
-                !v.is_empty() && (k == "name" || texts.iter().any(|p| *k == format!("{p}_name")))
+                // SERVICE_NAME, or a port, protocol or range form of it.
+                !v.is_empty() && (k == "name" || k.ends_with("_name"))
             });
             assert!(
                 named,
@@ -362,7 +383,9 @@ fn check_container(c: &Container, settings: &Settings, peer: Option<&str>) {
         if let Some(v) = label {
             let want = v.rfind('/').map_or(v.as_str(), |i| &v[..i]);
             assert_eq!(s.ip, want, "IP from the label");
-        } else if let (Some(ip), false) = (&settings.ip, settings.internal) {
+        } else if let (Some(ip), false, false) =
+            (&settings.ip, settings.internal, settings.ip_from_container)
+        {
             assert_eq!(&s.ip, ip, "-ip wins over the binding and the network");
         }
         let addr = s.address();
