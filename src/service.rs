@@ -1107,7 +1107,7 @@ mod tests {
         // An execution error of -tags skips it too (T5's parse error is a usage error: cli).
         let e = tags(&[], "{{.Node.Name}}", "80/tcp").unwrap_err();
         assert!(
-            e.ends_with("tags template: nil pointer evaluating .Name"),
+            e.ends_with("tags template: nil pointer evaluating *docker.SwarmNode.Name"),
             "{e}"
         );
         // T5 (Decisions T5): httpGet in a container's metadata makes no request.

@@ -1,152 +1,43 @@
 //! Evaluation: walks the tree with the inspect JSON as dot. Values from the document stay
-//! slices of it ([`Val::Json`]) with the shape their Go field has in go-dockerclient's
-//! `Container` (a map, a struct behind a pointer, a time, a slice), so that field access and
-//! printing follow Go: map keys read as fields, a missing key prints `<no value>`, a nil
-//! pointer `<nil>`, maps print sorted, times as `time.Time.String`.
+//! slices of it ([`Val::Json`]) typed by go-dockerclient's Go type graph ([`schema`]), so that
+//! field access and printing follow Go: fields by their Go names, a field the engine did not
+//! send is its zero value (`""`, `0`, `[]`, `<nil>`), a field go-dockerclient does not have is
+//! an error, map keys read as fields and a missing one is `<no value>`, structs print every
+//! field in declaration order, maps sorted, times as `time.Time.String`.
 
 use std::borrow::Cow;
 use std::rc::Rc;
 
 use super::json::{self, Kind};
 use super::parse::{Arg, Cmd, Node, Pipe};
+use super::schema::{self, Kind as Go};
 use super::{funcs, Fetch, Func, Template, MAX_ITERATIONS, MAX_OUTPUT};
 
-/// The Go type a document value has, as far as access and printing differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
-    /// A struct (fields by Go name); `ptr` when Go holds it by pointer (`&{...}`, nil `<nil>`).
-    Struct {
-        ptr: bool,
-    },
-    /// A map (keys are data); `port_keys` when its key type is `docker.Port`, `strings` when
-    /// its values are strings.
-    Map {
-        port_keys: bool,
-        strings: bool,
-    },
-    /// A `time.Time` (JSON: RFC 3339 text).
-    Time,
-    /// A slice (`null` prints `[]`).
-    Slice,
-    Plain,
-}
+/// A type of [`schema::TYPES`].
+pub type Ty = u8;
 
 /// A value during evaluation.
 #[derive(Debug, Clone)]
 pub enum Val<'a> {
-    /// A missing map key read as a field: prints `<no value>`.
+    /// A missing map key read as a field (Go's invalid value): prints `<no value>`.
     Missing,
     Nil,
     Bool(bool),
     Int(i64),
     Float(f64),
     Str(Cow<'a, str>),
+    /// A `docker.Port` map key: a string with the methods `Port` and `Proto`.
+    Port(Cow<'a, str>),
     /// `httpGet`'s `[]byte`.
     Bytes(Rc<[u8]>),
     /// A `[]string` made by a helper.
     List(Rc<Vec<String>>),
-    Json(&'a [u8], Shape),
+    /// A document value and its Go type; `null` (or absent) is the type's zero value.
+    Json(&'a [u8], Ty),
 }
 
-/// go-dockerclient field names whose JSON name differs (Go, JSON).
-const RENAMED: &[(&str, &str)] = &[
-    ("ID", "Id"),
-    ("HostIP", "HostIp"),
-    ("CPUShares", "CpuShares"),
-    ("CPUSet", "Cpuset"),
-    ("CPUSetCPUs", "CpusetCpus"),
-    ("CPUSetMEMs", "CpusetMems"),
-    ("CPUQuota", "CpuQuota"),
-    ("CPUPeriod", "CpuPeriod"),
-    ("CPURealtimePeriod", "CpuRealtimePeriod"),
-    ("CPURealtimeRuntime", "CpuRealtimeRuntime"),
-    ("CPUCount", "CpuCount"),
-    ("CPUPercent", "CpuPercent"),
-    ("DNS", "Dns"),
-    ("DNSOptions", "DnsOptions"),
-    ("DNSSearch", "DnsSearch"),
-    ("OOMScoreAdj", "OomScoreAdj"),
-];
-
-const STRING_MAPS: &[&str] = &[
-    "Labels",
-    "Sysctls",
-    "StorageOpt",
-    "Tmpfs",
-    "Data",
-    "DriverOpts",
-    "Options",
-];
-const OTHER_MAPS: &[&str] = &["Networks", "Volumes", "VolumesRW", "PortMapping"];
-const PORT_MAPS: &[&str] = &["Ports", "ExposedPorts", "PortBindings"];
-const POINTERS: &[&str] = &[
-    "Config",
-    "NetworkSettings",
-    "HostConfig",
-    "Node",
-    "Healthcheck",
-    "GraphDriver",
-    "RestartPolicy",
-];
-const TIMES: &[&str] = &["Created", "StartedAt", "FinishedAt", "Start", "End"];
-const SLICES: &[&str] = &[
-    "Args",
-    "Env",
-    "Cmd",
-    "Entrypoint",
-    "Mounts",
-    "Binds",
-    "Dns",
-    "DnsOptions",
-    "DnsSearch",
-    "Aliases",
-    "ExecIDs",
-    "Links",
-    "CapAdd",
-    "CapDrop",
-    "ExtraHosts",
-    "VolumesFrom",
-    "Shell",
-    "OnBuild",
-    "SecurityOpt",
-    "SecurityOpts",
-    "DNSNames",
-    "Log",
-    "Devices",
-    "GroupAdd",
-    "PortSpecs",
-    "Test",
-    "SecondaryIPAddresses",
-    "SecondaryIPv6Addresses",
-];
-
-/// The shape of the field named `field` (its JSON name).
-fn shape_of(field: &str) -> Shape {
-    if STRING_MAPS.contains(&field) {
-        Shape::Map {
-            port_keys: false,
-            strings: true,
-        }
-    } else if PORT_MAPS.contains(&field) {
-        Shape::Map {
-            port_keys: true,
-            strings: false,
-        }
-    } else if OTHER_MAPS.contains(&field) {
-        Shape::Map {
-            port_keys: false,
-            strings: false,
-        }
-    } else if POINTERS.contains(&field) {
-        Shape::Struct { ptr: true }
-    } else if TIMES.contains(&field) {
-        Shape::Time
-    } else if SLICES.contains(&field) {
-        Shape::Slice
-    } else {
-        Shape::Plain
-    }
-}
+/// The zero value's JSON.
+pub const NULL: &[u8] = b"null";
 
 pub type Result<T> = std::result::Result<T, String>;
 
@@ -171,7 +62,7 @@ pub fn run(t: &Template, doc: &[u8], fetch: Option<Fetch>, out: &mut String) -> 
     // Not scanned whole here: each field read steps over what comes before it.
     let doc = doc.trim_ascii_start();
     let root = match json::kind(doc) {
-        Kind::Object => Val::Json(doc, Shape::Struct { ptr: true }),
+        Kind::Object => Val::Json(doc, schema::ROOT),
         _ => return Err("the container's inspect document is not a JSON object".into()),
     };
     let start = out.len();
@@ -290,22 +181,18 @@ impl<'a> State<'a, '_, '_> {
                     items.push((Val::Int(i as i64), Val::Int(i64::from(*x))));
                 }
             }
-            Val::Json(raw, shape) => match (json::kind(raw), shape) {
-                (Kind::Null, _) => {}
-                (Kind::Array, _) => {
-                    for (i, e) in json::elements(raw).enumerate() {
-                        items.push((Val::Int(i as i64), element(e)));
+            Val::Json(raw, ty) => match schema::ty(deref(raw, *ty)).kind {
+                Go::Slice(e) => {
+                    for (i, x) in json::elements(raw).enumerate() {
+                        items.push((Val::Int(i as i64), Val::Json(x, e)));
                     }
                 }
-                (Kind::Object, Shape::Map { strings, .. }) => {
-                    for (k, e) in sorted(raw) {
-                        let key = Val::Str(key_text(k));
-                        let val = if *strings {
-                            Val::Json(e, Shape::Plain)
-                        } else {
-                            element(e)
-                        };
-                        items.push((key, val));
+                Go::Map(k, e) => {
+                    let port = schema::ty(k).kind == Go::Port;
+                    for (key, x) in sorted(raw) {
+                        let key = key_text(key);
+                        let key = if port { Val::Port(key) } else { Val::Str(key) };
+                        items.push((key, Val::Json(x, e)));
                     }
                 }
                 _ => return Err(format!("range can't iterate over {}", printed(&v))),
@@ -353,6 +240,9 @@ impl<'a> State<'a, '_, '_> {
         match c.args.first() {
             Some(Arg::Func(f)) => self.call(*f, &c.args[1..], dot, piped),
             Some(a) => {
+                if matches!(a, Arg::Nil) {
+                    return Err("nil is not a command".into());
+                }
                 if c.args.len() > 1 || piped.is_some() {
                     return Err(format!(
                         "can't give argument to non-function {}",
@@ -425,7 +315,7 @@ impl<'a> State<'a, '_, '_> {
             Arg::Int(i) => Ok(Val::Int(*i)),
             Arg::Float(f) => Ok(Val::Float(*f)),
             Arg::Bool(b) => Ok(Val::Bool(*b)),
-            Arg::Nil => Err("nil is not a command".into()),
+            Arg::Nil => Ok(Val::Nil),
             // A function name as an operand is a call without arguments.
             Arg::Func(f) => self.call(*f, &[], dot, None),
         }
@@ -446,11 +336,6 @@ fn describe(a: &Arg) -> String {
     }
 }
 
-/// An element of a document array or map: objects in there are structs.
-fn element(raw: &[u8]) -> Val<'_> {
-    Val::Json(raw, Shape::Plain)
-}
-
 /// A map's members sorted by key, as Go ranges over and prints maps.
 pub fn sorted(raw: &[u8]) -> Vec<(&[u8], &[u8])> {
     let mut m: Vec<_> = json::members(raw).collect();
@@ -459,7 +344,7 @@ pub fn sorted(raw: &[u8]) -> Vec<(&[u8], &[u8])> {
 }
 
 /// A raw (still escaped) object key as text.
-fn key_text(k: &[u8]) -> Cow<'_, str> {
+pub fn key_text(k: &[u8]) -> Cow<'_, str> {
     if !k.contains(&b'\\') {
         if let Ok(s) = std::str::from_utf8(k) {
             return Cow::Borrowed(s);
@@ -475,8 +360,11 @@ fn key_text(k: &[u8]) -> Cow<'_, str> {
     Cow::Owned(s)
 }
 
-/// A document string's text: borrowed when it has no escapes.
+/// A document string's text: borrowed when it has no escapes; empty for anything else.
 pub fn text(raw: &[u8]) -> Cow<'_, str> {
+    if json::kind(raw) != Kind::String {
+        return Cow::Borrowed("");
+    }
     let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
     if !inner.contains(&b'\\') {
         if let Ok(s) = std::str::from_utf8(inner) {
@@ -488,75 +376,111 @@ pub fn text(raw: &[u8]) -> Cow<'_, str> {
     Cow::Owned(s)
 }
 
-/// `.name` on `v`.
+pub fn is_null(raw: &[u8]) -> bool {
+    json::kind(raw) == Kind::Null
+}
+
+/// Through non-nil pointers to what they point at.
+pub fn deref(raw: &[u8], mut ty: Ty) -> Ty {
+    while let Go::Ptr(to) = schema::ty(ty).kind {
+        if is_null(raw) {
+            break;
+        }
+        ty = to;
+    }
+    ty
+}
+
+/// `.name` on `v`: a struct field, a map key, or a method of go-dockerclient's types.
 fn field<'a>(v: Val<'a>, name: &str) -> Result<Val<'a>> {
-    let Val::Json(raw, shape) = v else {
-        return match v {
-            Val::Missing | Val::Nil => Err(format!("nil pointer evaluating .{name}")),
-            other => Err(format!(
+    let (raw, ty) = match v {
+        Val::Json(raw, ty) => (raw, deref(raw, ty)),
+        // Through a missing map key: still no value (Go keeps the invalid value).
+        Val::Missing => return Ok(Val::Missing),
+        Val::Port(p) => return port_method(&p, name),
+        Val::Nil => return Err(format!("nil pointer evaluating .{name}")),
+        other => {
+            return Err(format!(
                 "can't evaluate field {name} in type {}",
                 funcs::type_name(&other)
-            )),
-        };
+            ))
+        }
     };
-    match (json::kind(raw), shape) {
-        (Kind::Object, Shape::Map { strings, .. }) => Ok(match json::field(raw, name) {
-            Some(e) if strings => Val::Json(e, Shape::Plain),
-            Some(e) => element(e),
+    let t = schema::ty(ty);
+    match t.kind {
+        Go::Ptr(_) => Err(format!("nil pointer evaluating {}.{name}", t.name)),
+        Go::Struct(sid) => {
+            let Some(f) = schema::fields(sid).iter().find(|f| f.go == name) else {
+                return method(raw, ty, name).unwrap_or_else(|| {
+                    Err(format!("can't evaluate field {name} in type {}", t.name))
+                });
+            };
+            let found = (!f.json.is_empty() && json::kind(raw) == Kind::Object)
+                .then(|| json::field(raw, f.json))
+                .flatten();
+            Ok(Val::Json(found.unwrap_or(NULL), f.ty))
+        }
+        Go::Map(_, val) => Ok(match json::field(raw, name).filter(|_| !is_null(raw)) {
+            Some(e) => Val::Json(e, val),
             None => Val::Missing,
         }),
-        (Kind::Object, _) => {
-            if !name.starts_with(|c: char| c.is_ascii_uppercase()) {
-                return Err(format!("{name} is an unexported field of struct type"));
-            }
-            if RENAMED.iter().any(|(_, j)| *j == name) {
-                return Err(format!(
-                    "can't evaluate field {name} in type {}",
-                    type_of(raw, shape)
-                ));
-            }
-            let json_name = RENAMED
-                .iter()
-                .find(|(g, _)| *g == name)
-                .map_or(name, |(_, j)| j);
-            let shape = shape_of(json_name);
-            Ok(match json::field(raw, json_name) {
-                Some(e) => Val::Json(e, shape),
-                // Not sent by this engine: Go would hold the field's zero value.
-                None => match shape {
-                    Shape::Struct { .. } | Shape::Plain => Val::Nil,
-                    _ => Val::Json(b"null", shape),
-                },
-            })
-        }
-        (Kind::Null, _) => Err(format!("nil pointer evaluating .{name}")),
-        _ => Err(format!(
-            "can't evaluate field {name} in type {}",
-            type_of(raw, shape)
-        )),
+        _ => method(raw, ty, name)
+            .unwrap_or_else(|| Err(format!("can't evaluate field {name} in type {}", t.name))),
     }
 }
 
-/// A Go-ish type name for error messages.
-pub fn type_of(raw: &[u8], shape: Shape) -> &'static str {
-    match (json::kind(raw), shape) {
-        (_, Shape::Time) => "time.Time",
-        (Kind::Object, Shape::Map { strings: true, .. }) => "map[string]string",
-        (
-            Kind::Object,
-            Shape::Map {
-                port_keys: true, ..
-            },
-        ) => "map[docker.Port]",
-        (Kind::Object, Shape::Map { .. }) => "map",
-        (Kind::Object, Shape::Struct { ptr: true }) => "*struct",
-        (Kind::Object, _) => "struct",
-        (Kind::Array, _) | (Kind::Null, Shape::Slice) => "[]string",
-        (Kind::String, _) => "string",
-        (Kind::Number, _) => "int",
-        (Kind::Bool, _) => "bool",
-        (Kind::Null, _) => "nil",
+/// `docker.Port`'s methods.
+fn port_method<'a>(p: &str, name: &str) -> Result<Val<'a>> {
+    let (num, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+    match name {
+        "Port" => Ok(Val::Str(Cow::Owned(num.to_string()))),
+        "Proto" => Ok(Val::Str(Cow::Owned(proto.to_string()))),
+        _ => Err(format!("can't evaluate field {name} in type docker.Port")),
     }
+}
+
+/// The methods without arguments a template may call on a document value: `time.Time`'s
+/// `Unix`, `Year`, `IsZero`, `UTC`; `docker.Port`'s; `docker.State`'s `StateString`.
+fn method<'a>(raw: &'a [u8], ty: Ty, name: &str) -> Option<Result<Val<'a>>> {
+    let t = schema::ty(ty);
+    match (t.kind, name) {
+        (Go::Port, _) => Some(port_method(&text(raw), name)),
+        (Go::Time, "Unix" | "Year" | "IsZero" | "UTC") => {
+            let secs = unix_seconds(&text(raw)).unwrap_or(ZERO_TIME);
+            Some(Ok(match name {
+                "Unix" => Val::Int(secs),
+                "Year" => Val::Int(civil(secs).0),
+                "IsZero" => Val::Bool(secs == ZERO_TIME),
+                _ => Val::Json(raw, ty),
+            }))
+        }
+        (Go::Struct(_), "StateString") if t.name == "docker.State" => {
+            let flag = |k: &str| json::field(raw, k).is_some_and(|v| v.starts_with(b"true"));
+            let started = json::field(raw, "StartedAt").map(text).unwrap_or_default();
+            let never = unix_seconds(&started).is_none_or(|s| s == ZERO_TIME);
+            Some(Ok(Val::Str(Cow::Borrowed(if flag("Running") {
+                if flag("Paused") {
+                    "paused"
+                } else if flag("Restarting") {
+                    "restarting"
+                } else {
+                    "running"
+                }
+            } else if flag("Dead") {
+                "dead"
+            } else if never {
+                "created"
+            } else {
+                "exited"
+            }))))
+        }
+        _ => None,
+    }
+}
+
+/// A Go-ish type name for messages and `%T`.
+pub fn type_of(ty: Ty) -> &'static str {
+    schema::ty(ty).name
 }
 
 /// Go's truth: false, 0, nil, and empty strings, slices and maps are false; structs are true.
@@ -566,35 +490,54 @@ pub fn truth(v: &Val) -> bool {
         Val::Bool(b) => *b,
         Val::Int(i) => *i != 0,
         Val::Float(f) => *f != 0.0,
-        Val::Str(s) => !s.is_empty(),
+        Val::Str(s) | Val::Port(s) => !s.is_empty(),
         Val::Bytes(b) => !b.is_empty(),
         Val::List(l) => !l.is_empty(),
-        Val::Json(raw, shape) => match json::kind(raw) {
-            Kind::Null => false,
-            Kind::Bool => raw.starts_with(b"true"),
-            Kind::String => raw.len() > 2,
-            Kind::Number => std::str::from_utf8(raw)
-                .ok()
-                .and_then(|s| s.parse::<f64>().ok())
-                .is_some_and(|f| f != 0.0),
-            Kind::Array => json::elements(raw).next().is_some(),
-            Kind::Object => match shape {
-                Shape::Map { .. } => json::members(raw).next().is_some(),
-                _ => true,
-            },
+        Val::Json(raw, ty) => match schema::ty(*ty).kind {
+            Go::Struct(_) | Go::Time => true,
+            Go::Ptr(_) => !is_null(raw),
+            Go::Bool => raw.starts_with(b"true"),
+            Go::Int | Go::Duration => !is_null(raw) && number(raw) != 0,
+            Go::Str | Go::Port => !text(raw).is_empty(),
+            Go::Slice(_) => json::elements(raw).next().is_some(),
+            Go::Map(..) => json::members(raw).next().is_some(),
         },
     }
 }
 
-/// `v` printed as Go's `fmt.Sprint` (`%v`) would.
+/// A JSON integer (0 for anything else).
+pub fn number(raw: &[u8]) -> i64 {
+    std::str::from_utf8(raw)
+        .ok()
+        .and_then(|s| {
+            s.parse::<i64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().map(|f| f as i64))
+        })
+        .unwrap_or(0)
+}
+
+/// How a value is printed: by a template action (`{{.X}}`: a pointer is followed, a missing
+/// key is `<no value>`) or by `fmt` (`print`, `printf "%v"`: `&{...}`, `<nil>`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Action,
+    Fmt,
+}
+
+/// `v` printed as a template action prints it.
 pub fn print(v: &Val, out: &mut String) {
+    print_as(v, out, Mode::Action);
+}
+
+pub fn print_as(v: &Val, out: &mut String, mode: Mode) {
     match v {
-        Val::Missing => out.push_str("<no value>"),
-        Val::Nil => out.push_str("<nil>"),
+        Val::Missing if mode == Mode::Action => out.push_str("<no value>"),
+        Val::Missing | Val::Nil => out.push_str("<nil>"),
         Val::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Val::Int(i) => out.push_str(&i.to_string()),
         Val::Float(f) => out.push_str(&funcs::float_text(*f)),
-        Val::Str(s) => out.push_str(s),
+        Val::Str(s) | Val::Port(s) => out.push_str(s),
         Val::Bytes(b) => {
             out.push('[');
             for (i, x) in b.iter().enumerate() {
@@ -610,7 +553,10 @@ pub fn print(v: &Val, out: &mut String) {
             out.push_str(&l.join(" "));
             out.push(']');
         }
-        Val::Json(raw, shape) => print_json(raw, *shape, out, 0),
+        Val::Json(raw, ty) => {
+            let top = if mode == Mode::Fmt { 0 } else { 1 };
+            print_json(raw, *ty, out, top);
+        }
     }
 }
 
@@ -620,61 +566,166 @@ pub fn printed(v: &Val) -> String {
     s
 }
 
-fn print_json(raw: &[u8], shape: Shape, out: &mut String, depth: usize) {
-    // Printing is bounded by the document's own nesting (the scanner caps it) and by output.
+/// Go's `%v` of a document value of type `ty`; `depth` 0 is `fmt`'s top level (a pointer to a
+/// struct prints `&{...}`), deeper levels and an action's value follow pointers.
+fn print_json(raw: &[u8], ty: Ty, out: &mut String, depth: usize) {
+    // Bounded by the document's nesting (the scanner caps it) and by the output.
     if out.len() > MAX_OUTPUT {
         return;
     }
-    match json::kind(raw) {
-        Kind::String if shape == Shape::Time => {
-            let t = text(raw);
-            out.push_str(&go_time(&t).unwrap_or_else(|| t.into_owned()));
-        }
-        Kind::String => out.push_str(&text(raw)),
-        Kind::Number | Kind::Bool => out.push_str(&String::from_utf8_lossy(raw)),
-        Kind::Null => out.push_str(match shape {
-            Shape::Map { .. } => "map[]",
-            Shape::Slice => "[]",
-            _ => "<nil>",
+    let null = is_null(raw);
+    match schema::ty(ty).kind {
+        Go::Str | Go::Port => out.push_str(&text(raw)),
+        Go::Int => out.push_str(if null {
+            "0"
+        } else {
+            std::str::from_utf8(raw).unwrap_or("0")
         }),
-        Kind::Array => {
+        Go::Bool => out.push_str(if raw.starts_with(b"true") {
+            "true"
+        } else {
+            "false"
+        }),
+        Go::Time => {
+            let t = text(raw);
+            let shown = if null || t.is_empty() {
+                None
+            } else {
+                go_time(&t)
+            };
+            out.push_str(shown.as_deref().unwrap_or("0001-01-01 00:00:00 +0000 UTC"));
+        }
+        Go::Duration => out.push_str(&duration(if null { 0 } else { number(raw) })),
+        Go::Ptr(_) if null => out.push_str("<nil>"),
+        Go::Ptr(to) => {
+            if depth == 0 {
+                out.push('&');
+            }
+            print_json(raw, to, out, depth + 1);
+        }
+        Go::Slice(e) => {
             out.push('[');
-            for (i, e) in json::elements(raw).enumerate() {
+            for (i, x) in json::elements(raw).enumerate() {
                 if i > 0 {
                     out.push(' ');
                 }
-                print_json(e, Shape::Plain, out, depth + 1);
+                print_json(x, e, out, depth + 1);
             }
             out.push(']');
         }
-        Kind::Object => match shape {
-            Shape::Map { .. } => {
-                out.push_str("map[");
-                for (i, (k, e)) in sorted(raw).into_iter().enumerate() {
+        Go::Map(_, v) => {
+            out.push_str("map[");
+            if !null {
+                for (i, (k, x)) in sorted(raw).into_iter().enumerate() {
                     if i > 0 {
                         out.push(' ');
                     }
                     out.push_str(&key_text(k));
                     out.push(':');
-                    print_json(e, Shape::Plain, out, depth + 1);
+                    print_json(x, v, out, depth + 1);
                 }
-                out.push(']');
             }
-            _ => {
-                if shape == (Shape::Struct { ptr: true }) && depth == 0 {
-                    out.push('&');
+            out.push(']');
+        }
+        Go::Struct(sid) => {
+            out.push('{');
+            for (i, f) in schema::fields(sid).iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
                 }
-                out.push('{');
-                for (i, (k, e)) in json::members(raw).enumerate() {
-                    if i > 0 {
-                        out.push(' ');
-                    }
-                    print_json(e, shape_of(&key_text(k)), out, depth + 1);
-                }
-                out.push('}');
+                let x = (!f.json.is_empty() && !null)
+                    .then(|| json::field(raw, f.json))
+                    .flatten()
+                    .unwrap_or(NULL);
+                print_json(x, f.ty, out, depth + 1);
             }
-        },
+            out.push('}');
+        }
     }
+}
+
+/// Go's `time.Duration.String()` for nanoseconds.
+pub fn duration(ns: i64) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    let neg = ns < 0;
+    let u = ns.unsigned_abs();
+    let body = if u < 1_000 {
+        format!("{u}ns")
+    } else if u < 1_000_000 {
+        frac(u, 1_000, "µs")
+    } else if u < 1_000_000_000 {
+        frac(u, 1_000_000, "ms")
+    } else {
+        let (h, rest) = (u / 3_600_000_000_000, u % 3_600_000_000_000);
+        let (m, rest) = (rest / 60_000_000_000, rest % 60_000_000_000);
+        let s = frac(rest, 1_000_000_000, "s");
+        match (h, m) {
+            (0, 0) => s,
+            (0, m) => format!("{m}m{s}"),
+            (h, m) => format!("{h}h{m}m{s}"),
+        }
+    };
+    if neg {
+        format!("-{body}")
+    } else {
+        body
+    }
+}
+
+/// `n / unit` with its fraction, trailing zeros dropped, then `suffix`.
+fn frac(n: u64, unit: u64, suffix: &str) -> String {
+    let (whole, part) = (n / unit, n % unit);
+    if part == 0 {
+        return format!("{whole}{suffix}");
+    }
+    let width = unit.to_string().len() - 1;
+    let digits = format!("{part:0width$}");
+    format!("{whole}.{}{suffix}", digits.trim_end_matches('0'))
+}
+
+/// Go's zero `time.Time` in Unix seconds (0001-01-01).
+const ZERO_TIME: i64 = -62_135_596_800;
+
+/// RFC 3339 text as Unix seconds.
+pub fn unix_seconds(s: &str) -> Option<i64> {
+    let num = |a: usize, b: usize| s.get(a..b)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (h, mi, se) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    let rest = s.get(19..)?;
+    let rest = rest.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let off = match rest {
+        "Z" => 0,
+        z if z.len() == 6 => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            sign * (z.get(1..3)?.parse::<i64>().ok()? * 3600
+                + z.get(4..6)?.parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    // Days from 1970-01-01 (Howard Hinnant's days_from_civil).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + se - off)
+}
+
+/// The year of Unix seconds `secs` (and the rest of the date, unused).
+fn civil(secs: i64) -> (i64, i64, i64) {
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 /// RFC 3339 text as Go's `time.Time.String()`: `2024-01-02 03:04:05.5 +0000 UTC`.

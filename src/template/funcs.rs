@@ -6,9 +6,12 @@
 use std::borrow::Cow;
 use std::rc::Rc;
 
-use super::exec::{print, printed, text, truth, type_of, Shape, Val};
-use super::json::{self, Kind};
+use super::exec::{
+    deref, is_null, number, print_as, printed, text, truth, type_of, Mode, Val, NULL,
+};
+use super::json;
 use super::regex::Regex;
+use super::schema::{self, Kind as Go};
 use super::Func;
 
 type Result<T> = std::result::Result<T, String>;
@@ -23,7 +26,8 @@ pub fn type_name(v: &Val) -> &'static str {
         Val::Str(_) => "string",
         Val::Bytes(_) => "[]uint8",
         Val::List(_) => "[]string",
-        Val::Json(raw, shape) => type_of(raw, *shape),
+        Val::Port(_) => "docker.Port",
+        Val::Json(_, ty) => type_of(*ty),
     }
 }
 
@@ -58,10 +62,8 @@ fn want(f: Func, args: &[Val], n: usize) -> Result<()> {
 /// A string argument.
 fn string<'v>(v: &'v Val) -> Result<Cow<'v, str>> {
     match v {
-        Val::Str(s) => Ok(Cow::Borrowed(s)),
-        Val::Json(raw, shape) if json::kind(raw) == Kind::String && *shape != Shape::Time => {
-            Ok(text(raw))
-        }
+        Val::Str(s) | Val::Port(s) => Ok(Cow::Borrowed(s)),
+        Val::Json(raw, ty) if matches!(schema::ty(*ty).kind, Go::Str | Go::Port) => Ok(text(raw)),
         Val::Missing | Val::Nil => Err("invalid value; expected string".into()),
         other => Err(format!("expected string; found {}", printed(other))),
     }
@@ -71,10 +73,9 @@ fn string<'v>(v: &'v Val) -> Result<Cow<'v, str>> {
 fn int(v: &Val) -> Result<i64> {
     match v {
         Val::Int(i) => Ok(*i),
-        Val::Json(raw, _) if json::kind(raw) == Kind::Number => std::str::from_utf8(raw)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("expected integer; found {}", String::from_utf8_lossy(raw))),
+        Val::Json(raw, ty) if matches!(schema::ty(*ty).kind, Go::Int | Go::Duration) => {
+            Ok(number(raw))
+        }
         Val::Missing | Val::Nil => Err("invalid value; expected int".into()),
         other => Err(format!(
             "expected integer; found {}",
@@ -95,16 +96,9 @@ fn strings<'v>(v: &'v Val) -> Result<Vec<Cow<'v, str>>> {
     match v {
         Val::Missing | Val::Nil => Ok(Vec::new()),
         Val::List(l) => Ok(l.iter().map(|s| Cow::Borrowed(s.as_str())).collect()),
-        Val::Json(raw, _) if json::kind(raw) == Kind::Null => Ok(Vec::new()),
-        Val::Json(raw, _) if json::kind(raw) == Kind::Array => json::elements(raw)
-            .map(|e| match json::kind(e) {
-                Kind::String => Ok(text(e)),
-                _ => Err(format!(
-                    "wrong type for value; expected []string; got {}",
-                    type_of(raw, Shape::Plain)
-                )),
-            })
-            .collect(),
+        Val::Json(raw, ty) if schema::ty(*ty).name == "[]string" => {
+            Ok(json::elements(raw).map(text).collect())
+        }
         other => Err(format!(
             "wrong type for value; expected []string; got {}",
             type_name(other)
@@ -195,15 +189,12 @@ pub fn call<'a, 'f>(
             let k = string(&a[0])?;
             match &a[1] {
                 Val::Missing | Val::Nil => owned(String::new()),
-                Val::Json(raw, Shape::Map { strings: true, .. })
-                    if json::kind(raw) == Kind::Object =>
-                {
-                    match json::field(raw, &k) {
-                        Some(e) => Val::Json(e, Shape::Plain),
+                Val::Json(raw, ty) if schema::ty(*ty).name == "map[string]string" => {
+                    match json::field(raw, &k).filter(|_| !is_null(raw)) {
+                        Some(e) => Val::Json(e, STRING),
                         None => owned(String::new()),
                     }
                 }
-                Val::Json(raw, _) if json::kind(raw) == Kind::Null => owned(String::new()),
                 other => {
                     return Err(format!(
                         "wrong type for value; expected map[string]string; got {}",
@@ -289,69 +280,67 @@ pub fn call<'a, 'f>(
 fn len(v: &Val) -> Result<usize> {
     Ok(match v {
         Val::Str(s) => s.len(),
+        Val::Missing => return Err("len of nothing".into()),
         Val::Bytes(b) => b.len(),
         Val::List(l) => l.len(),
-        Val::Json(raw, _) => match json::kind(raw) {
-            Kind::String => text(raw).len(),
-            Kind::Array => json::elements(raw).count(),
-            Kind::Object => json::members(raw).count(),
-            Kind::Null => 0,
+        Val::Json(raw, ty) => match schema::ty(*ty).kind {
+            Go::Str | Go::Port => text(raw).len(),
+            Go::Slice(_) => json::elements(raw).count(),
+            Go::Map(..) => json::members(raw).count(),
             _ => return Err(format!("len of type {}", type_name(v))),
         },
+        Val::Port(s) => s.len(),
         _ => return Err(format!("len of type {}", type_name(v))),
     })
 }
 
 fn index<'a>(v: Val<'a>, key: &Val) -> Result<Val<'a>> {
+    // Go: `reflect: ... index out of range` at the length, `index out of range: i` past it.
     let pos = |n: usize| -> Result<usize> {
         let i = int(key)?;
-        usize::try_from(i)
-            .ok()
-            .filter(|&i| i < n)
-            .ok_or_else(|| format!("index out of range: {i}"))
+        match usize::try_from(i) {
+            Ok(u) if u < n => Ok(u),
+            Ok(u) if u == n => Err("reflect: slice index out of range".into()),
+            _ => Err(format!("index out of range: {i}")),
+        }
     };
     Ok(match &v {
-        Val::Missing | Val::Nil => Val::Nil,
-        Val::Str(s) => Val::Int(i64::from(s.as_bytes()[pos(s.len())?])),
+        Val::Missing => return Err("index of untyped nil".into()),
+        Val::Nil => return Err("index of untyped nil".into()),
+        Val::Str(s) | Val::Port(s) => Val::Int(i64::from(s.as_bytes()[pos(s.len())?])),
         Val::Bytes(b) => Val::Int(i64::from(b[pos(b.len())?])),
         Val::List(l) => owned(l[pos(l.len())?].clone()),
-        Val::Json(raw, shape) => match (json::kind(raw), shape) {
-            (Kind::Array, _) => {
+        Val::Json(raw, ty) => match schema::ty(deref(raw, *ty)).kind {
+            Go::Ptr(_) => return Err("index of nil pointer".into()),
+            Go::Slice(e) => {
                 let n = json::elements(raw).count();
                 let i = pos(n)?;
-                json::elements(raw)
-                    .nth(i)
-                    .map_or(Val::Nil, |e| Val::Json(e, Shape::Plain))
+                Val::Json(json::elements(raw).nth(i).unwrap_or(NULL), e)
             }
-            (Kind::String, _) => {
+            Go::Str => {
                 let t = text(raw);
                 Val::Int(i64::from(t.as_bytes()[pos(t.len())?]))
             }
-            (Kind::Object | Kind::Null, Shape::Map { port_keys, strings }) => {
-                if *port_keys {
+            Go::Map(k, e) => {
+                if schema::ty(k).kind == Go::Port && !matches!(key, Val::Port(_)) {
                     return Err(format!(
                         "value has type {}; should be docker.Port",
                         type_name(key)
                     ));
                 }
                 let k = string(key)?;
-                let found = if json::kind(raw) == Kind::Object {
-                    json::field(raw, &k)
-                } else {
-                    None
-                };
-                match found {
-                    Some(e) => Val::Json(e, Shape::Plain),
-                    None if *strings => owned(String::new()),
-                    None => Val::Nil,
-                }
+                let found = json::field(raw, &k).filter(|_| !is_null(raw));
+                // A missing key is the element type's zero value.
+                Val::Json(found.unwrap_or(NULL), e)
             }
-            (Kind::Null, _) => Val::Nil,
             _ => return Err(format!("can't index item of type {}", type_name(&v))),
         },
         other => return Err(format!("can't index item of type {}", type_name(other))),
     })
 }
+
+/// `string`, the type of map values and `mIndex`'s answers.
+const STRING: u8 = 2;
 
 fn slice<'a>(a: &[Val<'a>]) -> Result<Val<'a>> {
     let (v, idx) = a
@@ -377,6 +366,13 @@ fn slice<'a>(a: &[Val<'a>]) -> Result<Val<'a>> {
         }
         Ok((i, j))
     };
+    if let Val::Bytes(b) = v {
+        if idx.len() == 3 {
+            return Err("cannot 3-index slice a []byte here".into());
+        }
+        let (i, j) = bounds(b.len())?;
+        return Ok(Val::Bytes(b[i..j].into()));
+    }
     Ok(match v {
         Val::Str(_) | Val::Json(..) if string(v).is_ok() => {
             if idx.len() == 3 {
@@ -402,7 +398,7 @@ fn sprint(a: &[Val], line: bool) -> String {
         if i > 0 && (line || (!is_str(v) && !is_str(&a[i - 1]))) {
             out.push(' ');
         }
-        print(v, &mut out);
+        print_as(v, &mut out, Mode::Fmt);
     }
     if line {
         out.push('\n');
@@ -418,6 +414,7 @@ fn compare<'a>(f: Func, a: &[Val]) -> Result<Val<'a>> {
         Int(i64),
         Float(f64),
         Str(Cow<'v, str>),
+        Raw(&'v [u8]),
         Nil,
     }
     fn basic<'v>(v: &'v Val) -> Result<B<'v>> {
@@ -426,20 +423,15 @@ fn compare<'a>(f: Func, a: &[Val]) -> Result<Val<'a>> {
             Val::Bool(b) => B::Bool(*b),
             Val::Int(i) => B::Int(*i),
             Val::Float(x) => B::Float(*x),
-            Val::Str(s) => B::Str(Cow::Borrowed(s)),
-            Val::Json(raw, shape) => match json::kind(raw) {
-                Kind::Bool => B::Bool(raw.starts_with(b"true")),
-                Kind::Number => match int(v) {
-                    Ok(i) => B::Int(i),
-                    Err(_) => B::Float(
-                        std::str::from_utf8(raw)
-                            .ok()
-                            .and_then(|s| s.parse().ok())
-                            .unwrap_or(0.0),
-                    ),
-                },
-                Kind::String if *shape != Shape::Time => B::Str(text(raw)),
-                Kind::Null => B::Nil,
+            Val::Str(s) | Val::Port(s) => B::Str(Cow::Borrowed(s)),
+            Val::Json(raw, ty) => match schema::ty(*ty).kind {
+                Go::Bool => B::Bool(raw.starts_with(b"true")),
+                Go::Int | Go::Duration => B::Int(number(raw)),
+                Go::Str | Go::Port => B::Str(text(raw)),
+                // A nil pointer, slice or map equals nil.
+                Go::Ptr(_) | Go::Slice(_) | Go::Map(..) if is_null(raw) => B::Nil,
+                // Comparable as Go compares them (==): times and pointers by what they hold.
+                Go::Time | Go::Ptr(_) => B::Raw(raw),
                 _ => return Err("invalid type for comparison".into()),
             },
             _ => return Err("invalid type for comparison".into()),
@@ -566,48 +558,88 @@ fn change_case(s: &str, upper: bool) -> String {
         .collect()
 }
 
-/// Go's `fmt.Sprintf` for the verbs `%s %d %v %q` (and `%%`), with flags `-` and `0`, width
-/// and precision. Other verbs, missing and extra operands print as Go prints them.
+/// One `%` directive of a format.
+#[derive(Default)]
+struct Spec {
+    minus: bool,
+    zero: bool,
+    plus: bool,
+    sharp: bool,
+    width: Option<usize>,
+    prec: Option<usize>,
+    verb: char,
+}
+
+/// Go's `fmt.Sprintf`: flags `- + 0 #`, width and precision (digits or `*`), explicit argument
+/// indexes (`%[2]s`), and the verbs `v s q d x X o b c U t f F e g T %`, applied to each
+/// element of a slice, map or struct as Go applies them. Missing and extra operands, and a
+/// verb that does not fit its operand, print as Go prints them.
 fn printf(fmt: &str, args: &[Val]) -> String {
     let mut out = String::new();
     let mut next = 0;
+    let mut reordered = false;
     let mut chars = fmt.chars().peekable();
+    // `[n]` before a width, precision or verb: the operand to use next.
+    let index = |chars: &mut std::iter::Peekable<std::str::Chars>, next: &mut usize| -> bool {
+        if chars.peek() != Some(&'[') {
+            return false;
+        }
+        chars.next();
+        let mut n = 0usize;
+        while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+            n = n.saturating_mul(10).saturating_add(d as usize);
+            chars.next();
+        }
+        if chars.next() == Some(']') && n >= 1 {
+            *next = n - 1;
+        }
+        true
+    };
+    // Digits, or `*` taking an int operand.
+    let number = |chars: &mut std::iter::Peekable<std::str::Chars>, next: &mut usize| {
+        if chars.peek() == Some(&'*') {
+            chars.next();
+            let v = args.get(*next).and_then(|a| int(a).ok());
+            *next += 1;
+            return v.and_then(|v| usize::try_from(v).ok()).map(|v| v.min(4096));
+        }
+        let mut n: Option<usize> = None;
+        while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+            n = Some(
+                n.unwrap_or(0)
+                    .saturating_mul(10)
+                    .saturating_add(d as usize)
+                    .min(4096),
+            );
+            chars.next();
+        }
+        n
+    };
     while let Some(c) = chars.next() {
         if c != '%' {
             out.push(c);
             continue;
         }
-        let (mut minus, mut zero, mut plus) = (false, false, false);
+        let mut sp = Spec::default();
         while let Some(&f) = chars.peek() {
             match f {
-                '-' => minus = true,
-                '0' => zero = true,
-                '+' => plus = true,
-                ' ' | '#' => {}
+                '-' => sp.minus = true,
+                '0' => sp.zero = true,
+                '+' => sp.plus = true,
+                '#' => sp.sharp = true,
+                ' ' => {}
                 _ => break,
             }
             chars.next();
         }
-        let number = |chars: &mut std::iter::Peekable<std::str::Chars>| {
-            let mut n: Option<usize> = None;
-            while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
-                n = Some(
-                    n.unwrap_or(0)
-                        .saturating_mul(10)
-                        .saturating_add(d as usize)
-                        .min(4096),
-                );
-                chars.next();
-            }
-            n
-        };
-        let width = number(&mut chars);
-        let prec = if chars.peek() == Some(&'.') {
+        reordered |= index(&mut chars, &mut next);
+        sp.width = number(&mut chars, &mut next);
+        if chars.peek() == Some(&'.') {
             chars.next();
-            Some(number(&mut chars).unwrap_or(0))
-        } else {
-            None
-        };
+            reordered |= index(&mut chars, &mut next);
+            sp.prec = Some(number(&mut chars, &mut next).unwrap_or(0));
+        }
+        reordered |= index(&mut chars, &mut next);
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
             break;
@@ -616,84 +648,268 @@ fn printf(fmt: &str, args: &[Val]) -> String {
             out.push('%');
             continue;
         }
+        sp.verb = verb;
         let Some(arg) = args.get(next) else {
             out.push_str(&format!("%!{verb}(MISSING)"));
             continue;
         };
         next += 1;
-        let is_num = matches!(arg, Val::Int(_))
-            || matches!(arg, Val::Json(raw, _) if json::kind(raw) == Kind::Number);
-        let mut s = match verb {
-            'v' => printed(arg),
-            's' => match arg {
-                Val::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-                _ if is_num => bad(verb, arg),
-                _ => printed(arg),
-            },
-            'd' => match int(arg) {
-                Ok(i) => {
-                    let mut t = i.unsigned_abs().to_string();
-                    if let Some(p) = prec {
-                        while t.len() < p {
-                            t.insert(0, '0');
-                        }
-                    }
-                    if i < 0 {
-                        t.insert(0, '-');
-                    } else if plus {
-                        t.insert(0, '+');
-                    }
-                    t
-                }
-                Err(_) => bad(verb, arg),
-            },
-            'q' => match arg {
-                Val::Int(i) => format!("'{}'", char::from_u32(*i as u32).unwrap_or('\u{fffd}')),
-                Val::Bytes(b) => go_quote(&String::from_utf8_lossy(b)),
-                _ => match string(arg) {
-                    Ok(s) => go_quote(&s),
-                    Err(_) => bad(verb, arg),
-                },
-            },
-            _ => bad(verb, arg),
-        };
-        if matches!(verb, 's' | 'q' | 'v') {
-            if let Some(p) = prec {
-                s = s.chars().take(p).collect();
-            }
+        if verb == 'T' {
+            let t = match arg {
+                Val::Missing | Val::Nil => "<nil>",
+                other => type_name(other),
+            };
+            pad(&mut out, t.to_string(), &sp);
+            continue;
         }
-        if let Some(w) = width {
-            let len = s.chars().count();
-            if len < w {
-                let pad = w - len;
-                if minus {
-                    s.extend(std::iter::repeat_n(' ', pad));
-                } else if zero && verb == 'd' && s.starts_with(['-', '+']) {
-                    let sign = s.remove(0);
-                    s = format!("{sign}{}{s}", "0".repeat(pad));
-                } else {
-                    let fill = if zero { "0" } else { " " };
-                    s = format!("{}{s}", fill.repeat(pad));
-                }
-            }
+        fmt_val(arg, &sp, &mut out);
+        if out.len() > super::MAX_OUTPUT {
+            break;
         }
-        out.push_str(&s);
     }
-    if next < args.len() {
+    if !reordered && next < args.len() {
         out.push_str("%!(EXTRA ");
         for (i, a) in args[next..].iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");
             }
-            out.push_str(&format!("{}={}", type_name(a), printed(a)));
+            out.push_str(&format!("{}={}", type_name(a), fmt_v(a)));
         }
         out.push(')');
     }
     out
 }
 
-fn bad(verb: char, arg: &Val) -> String {
-    format!("%!{verb}({}={})", type_name(arg), printed(arg))
+/// A value with no parts, as `fmt` sees it.
+enum Leaf<'v> {
+    Str(Cow<'v, str>),
+    Int(i64),
+    Bool(bool),
+    Float(f64),
+    /// A nil of the named type (`None`: untyped).
+    Nil(Option<&'static str>),
+    /// A `fmt.Stringer` (`time.Time`, `time.Duration`): its text for `%v %s %q`.
+    Text(String),
+}
+
+fn fmt_val(v: &Val, sp: &Spec, out: &mut String) {
+    match v {
+        Val::Missing | Val::Nil => leaf(Leaf::Nil(None), "", sp, out),
+        Val::Bool(b) => leaf(Leaf::Bool(*b), "bool", sp, out),
+        Val::Int(i) => leaf(Leaf::Int(*i), "int", sp, out),
+        Val::Float(f) => leaf(Leaf::Float(*f), "float64", sp, out),
+        Val::Str(s) => leaf(Leaf::Str(Cow::Borrowed(s)), "string", sp, out),
+        Val::Port(s) => leaf(Leaf::Str(Cow::Borrowed(s)), "docker.Port", sp, out),
+        Val::Bytes(b) => match sp.verb {
+            's' | 'q' | 'x' | 'X' => {
+                leaf(Leaf::Str(String::from_utf8_lossy(b)), "[]uint8", sp, out)
+            }
+            _ => {
+                out.push('[');
+                for (i, x) in b.iter().enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    leaf(Leaf::Int(i64::from(*x)), "uint8", sp, out);
+                }
+                out.push(']');
+            }
+        },
+        Val::List(l) => {
+            out.push('[');
+            for (i, x) in l.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                leaf(Leaf::Str(Cow::Borrowed(x)), "string", sp, out);
+            }
+            out.push(']');
+        }
+        Val::Json(raw, ty) => fmt_json(raw, *ty, sp, out, 0),
+    }
+}
+
+fn fmt_json(raw: &[u8], ty: u8, sp: &Spec, out: &mut String, depth: usize) {
+    if out.len() > super::MAX_OUTPUT {
+        return;
+    }
+    let t = schema::ty(ty);
+    let null = is_null(raw);
+    match t.kind {
+        Go::Str | Go::Port => leaf(Leaf::Str(text(raw)), t.name, sp, out),
+        Go::Int => leaf(Leaf::Int(number(raw)), t.name, sp, out),
+        Go::Bool => leaf(Leaf::Bool(raw.starts_with(b"true")), t.name, sp, out),
+        Go::Duration if matches!(sp.verb, 'v' | 's' | 'q') => leaf(
+            Leaf::Text(super::exec::duration(number(raw))),
+            t.name,
+            sp,
+            out,
+        ),
+        Go::Duration => leaf(Leaf::Int(number(raw)), t.name, sp, out),
+        Go::Time => {
+            let mut s = String::new();
+            print_as(&Val::Json(raw, ty), &mut s, Mode::Fmt);
+            leaf(Leaf::Text(s), t.name, sp, out)
+        }
+        Go::Ptr(_) if null => leaf(Leaf::Nil(Some(t.name)), t.name, sp, out),
+        Go::Ptr(to) => {
+            if depth == 0 {
+                out.push('&');
+            }
+            fmt_json(raw, to, sp, out, depth + 1);
+        }
+        Go::Slice(e) => {
+            out.push('[');
+            for (i, x) in json::elements(raw).enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                fmt_json(x, e, sp, out, depth + 1);
+            }
+            out.push(']');
+        }
+        Go::Map(k, v) => {
+            out.push_str("map[");
+            if !null {
+                for (i, (key, x)) in super::exec::sorted(raw).into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    let key = super::exec::key_text(key);
+                    leaf(Leaf::Str(key), schema::ty(k).name, sp, out);
+                    out.push(':');
+                    fmt_json(x, v, sp, out, depth + 1);
+                }
+            }
+            out.push(']');
+        }
+        Go::Struct(sid) => {
+            out.push('{');
+            for (i, f) in schema::fields(sid).iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                if sp.plus && sp.verb == 'v' {
+                    out.push_str(f.go);
+                    out.push(':');
+                }
+                let x = (!f.json.is_empty() && !null)
+                    .then(|| json::field(raw, f.json))
+                    .flatten()
+                    .unwrap_or(NULL);
+                fmt_json(x, f.ty, sp, out, depth + 1);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// One leaf under `sp`, padded to its width.
+fn leaf(l: Leaf, type_name: &str, sp: &Spec, out: &mut String) {
+    let bad = |shown: String| format!("%!{}({type_name}={shown})", sp.verb);
+    let s = match (&l, sp.verb) {
+        (Leaf::Nil(None), 'v') | (Leaf::Nil(Some(_)), 'v') => "<nil>".to_string(),
+        (Leaf::Nil(None), v) => format!("%!{v}(<nil>)"),
+        (Leaf::Nil(Some(_)), _) => bad("<nil>".into()),
+        (Leaf::Str(s), 'v' | 's') => match sp.prec {
+            Some(p) => s.chars().take(p).collect(),
+            None => s.to_string(),
+        },
+        (Leaf::Str(s), 'q') => go_quote(s),
+        (Leaf::Str(s), 'x' | 'X') => hex(s.as_bytes(), sp.verb == 'X'),
+        (Leaf::Text(s), 'v' | 's') => s.clone(),
+        (Leaf::Text(s), 'q') => go_quote(s),
+        (Leaf::Int(i), 'v' | 'd') => {
+            let mut t = i.unsigned_abs().to_string();
+            if let Some(p) = sp.prec {
+                while t.len() < p {
+                    t.insert(0, '0');
+                }
+            }
+            if *i < 0 {
+                t.insert(0, '-');
+            } else if sp.plus && sp.verb != 'v' {
+                // `%+v` names struct fields; it puts no sign on numbers.
+                t.insert(0, '+');
+            }
+            t
+        }
+        (Leaf::Int(i), 'x' | 'X' | 'o' | 'b') => {
+            let u = i.unsigned_abs();
+            let digits = match sp.verb {
+                'x' => format!("{u:x}"),
+                'X' => format!("{u:X}"),
+                'o' => format!("{u:o}"),
+                _ => format!("{u:b}"),
+            };
+            let prefix = match (sp.sharp, sp.verb) {
+                (true, 'x') => "0x",
+                (true, 'X') => "0X",
+                (true, 'o') => "0",
+                _ => "",
+            };
+            format!("{}{prefix}{digits}", if *i < 0 { "-" } else { "" })
+        }
+        (Leaf::Int(i), 'c') => char::from_u32(*i as u32).unwrap_or('\u{fffd}').to_string(),
+        (Leaf::Int(i), 'q') => format!("'{}'", char::from_u32(*i as u32).unwrap_or('\u{fffd}')),
+        (Leaf::Int(i), 'U') => format!("U+{:04X}", i),
+        (Leaf::Bool(b), 'v' | 't') => b.to_string(),
+        (Leaf::Float(f), 'v' | 'g') => float_text(*f),
+        (Leaf::Float(f), 'f' | 'F') => format!("{:.*}", sp.prec.unwrap_or(6), f),
+        (Leaf::Float(f), 'e') => {
+            let s = format!("{:.*e}", sp.prec.unwrap_or(6), f);
+            match s.split_once('e') {
+                Some((m, e)) if e.starts_with('-') => format!("{m}e-{:0>2}", &e[1..]),
+                Some((m, e)) => format!("{m}e+{e:0>2}"),
+                None => s,
+            }
+        }
+        (Leaf::Str(s), _) => bad(s.to_string()),
+        (Leaf::Text(s), _) => bad(s.clone()),
+        (Leaf::Int(i), _) => bad(i.to_string()),
+        (Leaf::Bool(b), _) => bad(b.to_string()),
+        (Leaf::Float(f), _) => bad(float_text(*f)),
+    };
+    pad(out, s, sp);
+}
+
+fn hex(b: &[u8], upper: bool) -> String {
+    b.iter()
+        .map(|x| {
+            if upper {
+                format!("{x:02X}")
+            } else {
+                format!("{x:02x}")
+            }
+        })
+        .collect()
+}
+
+/// `s` padded to the spec's width: spaces on the left, on the right with `-`, zeros (after a
+/// sign) with `0`.
+fn pad(out: &mut String, mut s: String, sp: &Spec) {
+    if let Some(w) = sp.width {
+        let len = s.chars().count();
+        if len < w {
+            let n = w - len;
+            if sp.minus {
+                s.extend(std::iter::repeat_n(' ', n));
+            } else if sp.zero && s.starts_with(['-', '+']) {
+                let sign = s.remove(0);
+                s = format!("{sign}{}{s}", "0".repeat(n));
+            } else {
+                s = format!("{}{s}", if sp.zero { "0" } else { " " }.repeat(n));
+            }
+        }
+    }
+    out.push_str(&s);
+}
+
+/// `fmt`'s `%v`.
+fn fmt_v(v: &Val) -> String {
+    let mut s = String::new();
+    print_as(v, &mut s, Mode::Fmt);
+    s
 }
 
 /// Go's `strconv.Quote`.

@@ -17,6 +17,7 @@ pub mod funcs;
 pub mod json;
 pub mod parse;
 pub mod regex;
+pub mod schema;
 
 use std::rc::Rc;
 

@@ -426,11 +426,26 @@ fn parse_number(text: &str) -> Option<Tok> {
     } else if clean.len() > 1 && clean.starts_with('0') && clean.bytes().all(|c| c.is_ascii_digit())
     {
         i64::from_str_radix(&clean[1..], 8).ok()
+    } else if neg {
+        // Parsed with its sign: -9223372036854775808 fits where its digits alone do not.
+        return format!("-{clean}")
+            .parse::<i64>()
+            .ok()
+            .map(Tok::Int)
+            .or_else(|| {
+                (!clean.bytes().all(|c| c.is_ascii_digit()))
+                    .then(|| clean.parse::<f64>().ok().map(|f| Tok::Float(-f)))
+                    .flatten()
+            });
     } else {
         clean.parse::<i64>().ok()
     };
     if let Some(i) = int {
         return Some(Tok::Int(if neg { i.checked_neg()? } else { i }));
+    }
+    // An integer too large for Go's int is an error, not a float.
+    if clean.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
     }
     if clean.is_empty()
         || !clean
