@@ -18,6 +18,13 @@ fn registrator_with(env: &[(&str, &str)], args: &[&str]) -> Output {
     for var in ["ETCD_CA_CERT_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE"] {
         cmd.env_remove(var);
     }
+    for var in [
+        "DOCKER_TLS_VERIFY",
+        "DOCKER_CERT_PATH",
+        "DOCKER_API_VERSION",
+    ] {
+        cmd.env_remove(var);
+    }
     cmd.envs(env.iter().copied())
         .output()
         .expect("run the binary")
@@ -95,6 +102,40 @@ fn usage_errors_exit_2_with_a_one_line_reason() {
         );
     }
     assert!(stderr(&registrator(&[])).contains("Missing required argument for registry URI."));
+}
+
+/// Decisions T4 and D2: a `-tags` template that does not parse and a `DOCKER_API_VERSION` that
+/// is not digits and dots are usage errors, found before connecting to anything (the engine's
+/// socket does not exist and nothing listens on the registry's port: either would be exit 1),
+/// said in one line, the template's with its position.
+#[test]
+fn bad_tags_template_and_api_version_are_usage_errors() {
+    for (env, args, want) in [
+        (
+            &[][..],
+            &["-tags", "{{.Name", "consul://127.0.0.1:1"][..],
+            "invalid -tags: template: tags:1:8: unclosed action",
+        ),
+        (
+            &[("DOCKER_API_VERSION", "v1.41")],
+            &["consul://127.0.0.1:1"],
+            "DOCKER_API_VERSION=\"v1.41\": expected a version such as 1.41",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let o = registrator_with(env, args);
+        let took = started.elapsed();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines.len(),
+            2,
+            "the reason, then where to find usage: {err}"
+        );
+        assert_eq!(lines[0], format!("registrator: {want}"));
+        assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+    }
 }
 
 #[test]
