@@ -278,6 +278,11 @@ impl Daemon {
                 std::env::var("RGTR_LOG").unwrap_or_else(|_| "registrator=debug".into()),
             )
             .env_remove("CONSUL_HTTP_TOKEN")
+            // What a test gives a daemon of its own (tests/migration.rs), never inherited.
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
+            .env_remove("DOCKER_API_VERSION")
+            .env_remove("ETCD_ENDPOINTS")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);
