@@ -1,18 +1,21 @@
 //! End to end, what users migrating from gliderlabs master and fayrus rely on (spec/dropin.md,
-//! Decisions T): templates in tags. The release daemon against the private engine and Consul of
-//! `tests/services.sh` (`tests/run.sh` starts them), asserting on what the agent holds.
-//! Containers publish on 127.0.0.1 only; the HTTP servers the tests start for `httpGet` listen
-//! on 127.0.0.1.
+//! Decisions T and F): templates in tags and fayrus's extensions. The release daemon against the
+//! private engine, Consul and etcd of `tests/services.sh` (`tests/run.sh` starts them), asserting
+//! on what the registries hold. Containers publish on 127.0.0.1 only; the HTTP servers the tests
+//! start for `httpGet` listen on 127.0.0.1.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::io::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use registrator::backend::base64;
 use serde_json::{json, Value};
 
 fn consul() -> String {
@@ -27,6 +30,12 @@ fn wait_log(d: &Daemon, text: &str) {
     wait_for(&format!("log line {text:?}"), Some(d), || {
         d.log().contains(text).then_some(())
     });
+}
+
+fn env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: these tests need tests/services.sh and tests/docker28.sh start-tls (tests/run.sh)")
+    })
 }
 
 // ------------------------------------------------------------- templates --
@@ -289,4 +298,280 @@ fn service_tags_template_may_not_call_http_get() {
     );
     let ids: Vec<String> = services().into_keys().collect();
     assert_eq!(ids, [format!("{h}:nosy-label:81")]);
+}
+
+// ------------------------------------------------------ fayrus's extensions --
+
+/// F1: `SERVICE_ENABLE_TAG_OVERRIDE=true` is Consul's `EnableTagOverride`, not a Meta key.
+#[test]
+fn enable_tag_override_is_consuls_field_not_meta() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&[&consul()]);
+    run(&[
+        "--name",
+        "overridable",
+        "-p",
+        "127.0.0.1::80",
+        "-e",
+        "SERVICE_ENABLE_TAG_OVERRIDE=true",
+        "bb",
+    ]);
+    run_bb("fixed-tags");
+    let s = wait_service(&d, &format!("{h}:overridable:80"));
+    assert_eq!(s["EnableTagOverride"], true);
+    assert_eq!(s["Meta"], json!({}));
+    let s = wait_service(&d, &format!("{h}:fixed-tags:80"));
+    assert_eq!(s["EnableTagOverride"], false);
+}
+
+/// F2: `-ip-from-container` registers the container's own address on the private bridge
+/// (over `-ip`) with the port published on the host.
+#[test]
+fn ip_from_container_registers_the_containers_address() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&["-ip", "127.0.0.1", "-ip-from-container", &consul()]);
+    run_bb("own-ip");
+    let s = wait_service(&d, &format!("{h}:own-ip:80"));
+    let ip = inspect("own-ip")["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!ip.is_empty() && ip != "127.0.0.1", "{ip}");
+    assert_eq!(s["Address"], ip);
+    assert_eq!(s["Port"], host_port("own-ip", "80/tcp"));
+}
+
+/// F3: `SERVICE_<port>_<proto>_<KEY>`: one container port published as tcp and as udp gets a
+/// name for each protocol; the udp service is tagged `udp` and its ID ends in `:udp`.
+#[test]
+fn port_and_protocol_keys_name_tcp_and_udp_apart() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&[&consul()]);
+    run(&[
+        "--name",
+        "both",
+        "-p",
+        "127.0.0.1::8080/tcp",
+        "-p",
+        "127.0.0.1::8080/udp",
+        "-e",
+        "SERVICE_8080_tcp_NAME=web",
+        "-e",
+        "SERVICE_8080_udp_NAME=dns",
+        "bb",
+    ]);
+    let tcp = wait_service(&d, &format!("{h}:both:8080"));
+    let udp = wait_service(&d, &format!("{h}:both:8080:udp"));
+    assert_eq!(tcp["Service"], "web");
+    assert_eq!(tcp["Port"], host_port("both", "8080/tcp"));
+    assert_eq!(tcp["Tags"], json!([]));
+    assert_eq!(udp["Service"], "dns");
+    assert_eq!(udp["Port"], host_port("both", "8080/udp"));
+    assert_eq!(udp["Tags"], json!(["udp"]));
+    for s in [&tcp, &udp] {
+        assert_eq!(s["Meta"], json!({}));
+    }
+    converge(
+        &d,
+        &[format!("{h}:both:8080"), format!("{h}:both:8080:udp")],
+    );
+}
+
+/// F3: `SERVICE_<lo>-<hi>_<KEY>`, both ends inclusive: `IGNORE` over 10000-10010 leaves out
+/// the ports inside (10000, 10005, 10010) and registers those outside (9999, 10011); a range
+/// attribute applies only inside its range, and no range key becomes a Meta key.
+#[test]
+fn port_range_keys_apply_inside_the_range_only() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&[&consul()]);
+    let mut args = vec!["--name", "ranged"];
+    for p in [
+        "127.0.0.1::9999",
+        "127.0.0.1::10000",
+        "127.0.0.1::10005",
+        "127.0.0.1::10010",
+        "127.0.0.1::10011",
+    ] {
+        args.extend(["-p", p]);
+    }
+    args.extend([
+        "-e",
+        "SERVICE_10000-10010_IGNORE=1",
+        "-e",
+        "SERVICE_9990-9999_REGION=low",
+        "bb",
+    ]);
+    let id = run(&args);
+    wait_for("the ignored lines of the range", Some(&d), || {
+        let log = d.log();
+        ["10000", "10005", "10010"]
+            .iter()
+            .all(|p| log.contains(&format!("{} port {p} has SERVICE_IGNORE", &id[..12])))
+            .then_some(())
+    });
+    converge(
+        &d,
+        &[format!("{h}:ranged:9999"), format!("{h}:ranged:10011")],
+    );
+    let all = services();
+    let low = &all[&format!("{h}:ranged:9999")];
+    let high = &all[&format!("{h}:ranged:10011")];
+    assert_eq!(low["Service"], "bb-9999");
+    assert_eq!(low["Port"], host_port("ranged", "9999/tcp"));
+    assert_eq!(low["Meta"], json!({"region": "low"}));
+    assert_eq!(high["Service"], "bb-10011");
+    assert_eq!(high["Meta"], json!({}));
+}
+
+/// Every key under `prefix` in the plain etcd, through its v3 gateway: key -> value.
+fn etcd3(prefix: &str) -> BTreeMap<String, String> {
+    let v = etcd_range("/v3/kv/range", prefix);
+    let text =
+        |v: &Value| String::from_utf8(base64::decode(v.as_str().unwrap_or("")).unwrap()).unwrap();
+    v["kvs"]
+        .as_array()
+        .map(|kvs| {
+            kvs.iter()
+                .map(|kv| (text(&kv["key"]), text(&kv["value"])))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// POST a range request (`/v3/kv/range` or `/v3/kv/deleterange`) for `prefix` to the plain
+/// etcd.
+fn etcd_range(path: &str, prefix: &str) -> Value {
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut().unwrap() += 1;
+    let body = json!({"key": base64::encode(prefix.as_bytes()), "range_end": base64::encode(&end)});
+    let url = format!("http://{}{path}", env("ETCD_ADDR"));
+    let text = ureq::post(&url)
+        .send(body.to_string().as_bytes())
+        .and_then(|mut r| r.body_mut().read_to_string())
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A port on 127.0.0.1 where nothing listens.
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// F4: `ETCD_ENDPOINTS` adds endpoints after the URI's host: with the URI's endpoint down at
+/// start, the daemon starts on the next one (the real etcd), registers there, and says so.
+#[test]
+fn etcd_endpoints_fail_over_from_a_dead_first_endpoint() {
+    let _g = lock();
+    let h = hostname();
+    etcd_range("/v3/kv/deleterange", "/migration/");
+    let dead = closed_port();
+    let d = Daemon::spawn(
+        &[("ETCD_ENDPOINTS", &env("ETCD_ADDR"))],
+        &[&format!("etcd://127.0.0.1:{dead}/migration")],
+    );
+    d.wait_subscribed();
+    run_bb("failover");
+    let key = format!("/migration/bb/{h}:failover:80");
+    let want = format!("127.0.0.1:{}", host_port("failover", "80/tcp"));
+    wait_for(&format!("etcd key {key}"), Some(&d), || {
+        (etcd3("/migration/").get(&key) == Some(&want)).then_some(())
+    });
+    wait_log(
+        &d,
+        &format!(
+            "http://127.0.0.1:{dead} did not answer; using http://{} (ETCD_ENDPOINTS)",
+            env("ETCD_ADDR")
+        ),
+    );
+    drop(d);
+    etcd_range("/v3/kv/deleterange", "/migration/");
+}
+
+/// A listener on 127.0.0.1 that completes no TCP handshake: its accept queue (backlog 0) is
+/// kept full by one connection nobody accepts, so the kernel drops every further SYN and a
+/// client's connect can only time out.
+struct BlackHole {
+    _listener: TcpListener,
+    _queued: Vec<TcpStream>,
+    port: u16,
+}
+
+impl BlackHole {
+    fn start() -> BlackHole {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        // SAFETY: listen(2) on a socket this process owns; only changes its backlog.
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        while let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            queued.push(s);
+            assert!(queued.len() < 10, "the listener's queue does not fill up");
+        }
+        assert!(!queued.is_empty(), "no connection queued");
+        BlackHole {
+            port: addr.port(),
+            _listener: listener,
+            _queued: queued,
+        }
+    }
+}
+
+/// F5: `SERVICE_CHECK_TIMEOUT=3s` on a TCP check reaches Consul. Consul 1.8 does not show a
+/// TCP check's timeout anywhere (`/v1/agent/checks` and `/v1/health/...` have an empty
+/// `Definition`, `/v1/agent/health/service/id/...` one with `"Timeout": "0s"`), so the test
+/// watches what the timeout does: the check's target completes no handshake, and the check
+/// says `i/o timeout` 3 s after it started (within its 1 s interval of the registration), where
+/// Consul's default timeout would take 10 s. The container has no network at all
+/// (`--network none`); its exposed port is registered at `-ip` 127.0.0.1 with that number,
+/// which is the test's black hole.
+#[test]
+fn check_timeout_reaches_consul() {
+    let _g = lock();
+    let h = hostname();
+    let hole = BlackHole::start();
+    let port = hole.port.to_string();
+    let d = Daemon::start(&["-ip", "127.0.0.1", &consul()]);
+    run(&[
+        "--name",
+        "slowcheck",
+        "--network",
+        "none",
+        "--expose",
+        &port,
+        "-e",
+        "SERVICE_CHECK_TCP=true",
+        "-e",
+        "SERVICE_CHECK_TIMEOUT=3s",
+        "-e",
+        "SERVICE_CHECK_INTERVAL=1s",
+        "bb",
+    ]);
+    let id = format!("{h}:slowcheck:{port}");
+    let s = wait_service(&d, &id);
+    let registered = Instant::now();
+    assert_eq!(s["Address"], "127.0.0.1");
+    assert_eq!(s["Port"], hole.port);
+    assert_eq!(s["Meta"], json!({}), "check settings are not Meta");
+    let check_id = format!("service:{id}");
+    let check = &checks()[&check_id];
+    assert_eq!(check["Type"], "tcp");
+    let output = format!("dial tcp 127.0.0.1:{port}: i/o timeout");
+    wait_for("the check to time out", Some(&d), || {
+        (checks()[&check_id]["Output"] == output.as_str()).then_some(())
+    });
+    let took = registered.elapsed();
+    figure(&format!(
+        "SERVICE_CHECK_TIMEOUT=3s: the TCP check timed out {:.2} s after the registration (interval 1s)",
+        took.as_secs_f64()
+    ));
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(9),
+        "timed out after {took:?}: not the 3 s asked (Consul's default is 10 s)"
+    );
+    assert_eq!(checks()[&check_id]["Status"], "critical");
 }
