@@ -1,8 +1,9 @@
 //! End to end, what users migrating from gliderlabs master and fayrus rely on (spec/dropin.md,
-//! Decisions T and F): templates in tags and fayrus's extensions. The release daemon against the
-//! private engine, Consul and etcd of `tests/services.sh` (`tests/run.sh` starts them), asserting
-//! on what the registries hold. Containers publish on 127.0.0.1 only; the HTTP servers the tests
-//! start for `httpGet` listen on 127.0.0.1.
+//! Decisions T, F and D): templates in tags, fayrus's extensions, and the engine over TLS with
+//! `DOCKER_API_VERSION`. The release daemon against the private engine, Consul and etcd of
+//! `tests/services.sh` and the TLS-only engine of `tests/docker28.sh start-tls` (`tests/run.sh`
+//! starts them all), asserting on what the registries hold. Containers publish on 127.0.0.1
+//! only; the HTTP servers the tests start for `httpGet` listen on 127.0.0.1.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::io::AsRawFd;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -574,4 +576,240 @@ fn check_timeout_reaches_consul() {
         "timed out after {took:?}: not the 3 s asked (Consul's default is 10 s)"
     );
     assert_eq!(checks()[&check_id]["Status"], "critical");
+}
+
+// ------------------------------------------------------- Docker over TLS --
+
+/// The TLS-only engine of `tests/docker28.sh start-tls` and its client certificates. The
+/// tests remove every container on it, so only an engine on 127.0.0.1 whose directory is under
+/// RGTR_TEST_DIR is accepted.
+fn tls_engine() -> (String, String) {
+    let host = env("RGTR_TLS_DOCKER_HOST");
+    let dir = env("RGTR_TLS_DOCKER_DIR");
+    assert!(
+        host.starts_with("tcp://127.0.0.1:") && std::path::Path::new(&dir).starts_with(test_dir()),
+        "RGTR_TLS_DOCKER_HOST={host} (dir {dir}) is not tests/docker28.sh's TLS engine under \
+         RGTR_TEST_DIR; these tests remove every container on it (use tests/run.sh)"
+    );
+    (host, env("RGTR_TLS_DOCKER_CERTS"))
+}
+
+/// The docker CLI against the TLS engine; panics with its stderr on failure.
+fn docker_tls(args: &[&str]) -> String {
+    let (host, certs) = tls_engine();
+    let out = Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", host)
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", certs)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// No containers on the TLS engine.
+fn tls_reset() {
+    let ids = docker_tls(&["ps", "-aq"]);
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(ids.split_whitespace());
+        docker_tls(&args);
+    }
+}
+
+fn tls_host_port(container: &str, port: &str) -> u16 {
+    let out = docker_tls(&["port", container, port]);
+    out.lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no published port for {container} {port}: {out:?}"))
+}
+
+/// The daemon on the TLS engine with the client directory `certs`.
+fn spawn_tls(certs: &str, args: &[&str]) -> Daemon {
+    let (host, _) = tls_engine();
+    Daemon::spawn(
+        &[
+            ("DOCKER_HOST", &host),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", certs),
+        ],
+        args,
+    )
+}
+
+/// D1: with `DOCKER_TLS_VERIFY` and the right certificates the daemon follows the TLS-only
+/// engine and registers its containers.
+#[test]
+fn docker_over_tls_registers_containers() {
+    let _g = lock();
+    tls_reset();
+    let h = hostname();
+    let (host, certs) = tls_engine();
+    let d = spawn_tls(&certs, &[&consul()]);
+    d.wait_subscribed();
+    assert!(
+        d.log()
+            .contains(&format!("listening for events on {host} (TLS)")),
+        "{}",
+        d.log()
+    );
+    docker_tls(&[
+        "run",
+        "-d",
+        "--name",
+        "tls-web",
+        "-p",
+        "127.0.0.1::80",
+        "bb",
+    ]);
+    let s = wait_service(&d, &format!("{h}:tls-web:80"));
+    assert_eq!(s["Port"], tls_host_port("tls-web", "80/tcp"));
+    assert_eq!(s["Address"], "127.0.0.1");
+    docker_tls(&["rm", "-f", "tls-web"]);
+    converge(&d, &[]);
+}
+
+/// D1: what cannot work is said at start, exit 1, within seconds: the engine's certificate
+/// from another CA (`UnknownIssuer`), no `ca.pem` (named; never an unverified connection),
+/// no client certificate (the engine's alert). TLS with a `unix://` host is a usage error
+/// (exit 2), even with the real engine's socket there.
+#[test]
+fn docker_tls_refusals_exit_at_start() {
+    let _g = lock();
+    let (host, certs) = tls_engine();
+    let noca = test_dir().join(format!("noca{}", std::process::id()));
+    std::fs::create_dir_all(&noca).unwrap();
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(format!("{certs}/{f}"), noca.join(f)).unwrap();
+    }
+    let noca = noca.to_str().unwrap().to_string();
+    let unix = docker_host();
+    for (vars, code, want) in [
+        (
+            vec![("DOCKER_CERT_PATH", env("RGTR_TLS_DOCKER_BADCA"))],
+            1,
+            "invalid peer certificate: UnknownIssuer",
+        ),
+        (
+            vec![("DOCKER_CERT_PATH", noca.clone())],
+            1,
+            "ca.pem does not exist",
+        ),
+        (
+            vec![("DOCKER_CERT_PATH", env("RGTR_TLS_DOCKER_NOCLIENT"))],
+            1,
+            "BadCertificate",
+        ),
+        (
+            vec![("DOCKER_CERT_PATH", certs.clone()), ("DOCKER_HOST", unix)],
+            2,
+            "TLS needs tcp://host:port",
+        ),
+    ] {
+        let mut all: Vec<(&str, &str)> = vec![("DOCKER_HOST", &host), ("DOCKER_TLS_VERIFY", "1")];
+        all.extend(vars.iter().map(|(k, v)| (*k, v.as_str())));
+        let started = Instant::now();
+        let mut d = Daemon::spawn(&all, &[&consul()]);
+        let status = d.wait_exit();
+        let took = started.elapsed();
+        let log = d.log();
+        assert_eq!(status.code(), Some(code), "{vars:?}: {log}");
+        assert!(log.contains(want), "{vars:?}: {log}");
+        assert!(
+            took < Duration::from_secs(5),
+            "{vars:?}: exit after {took:?}"
+        );
+        assert!(!log.contains("listening for events"), "{vars:?}: {log}");
+    }
+    let _ = std::fs::remove_dir_all(&noca);
+}
+
+fn docker28_sh(cmd: &str) {
+    let st = Command::new("bash")
+        .arg(repo_root().join("tests/docker28.sh"))
+        .arg(cmd)
+        .arg(test_dir())
+        .status()
+        .expect("run tests/docker28.sh");
+    assert!(st.success(), "tests/docker28.sh {cmd} failed");
+}
+
+/// D1: the event stream over TLS survives an engine restart: a container that did not
+/// survive it is deregistered, the one with a restart policy re-registered with its new
+/// port, and one started right after the restart registers.
+#[test]
+fn docker_tls_engine_restart() {
+    let _g = lock();
+    tls_reset();
+    let h = hostname();
+    let (_, certs) = tls_engine();
+    let d = spawn_tls(&certs, &[&consul()]);
+    d.wait_subscribed();
+    let p = "127.0.0.1::80";
+    docker_tls(&[
+        "run",
+        "-d",
+        "--name",
+        "survivor",
+        "--restart",
+        "always",
+        "-p",
+        p,
+        "bb",
+    ]);
+    docker_tls(&["run", "-d", "--name", "casualty", "-p", p, "bb"]);
+    converge(
+        &d,
+        &[format!("{h}:casualty:80"), format!("{h}:survivor:80")],
+    );
+
+    let restart = Instant::now();
+    docker28_sh("restart-tls-docker");
+    docker_tls(&["run", "-d", "--name", "newcomer", "-p", p, "bb"]);
+    converge(
+        &d,
+        &[format!("{h}:newcomer:80"), format!("{h}:survivor:80")],
+    );
+    figure(&format!(
+        "docker TLS engine restart: converged {:.1} s after the restart began",
+        restart.elapsed().as_secs_f64()
+    ));
+    let s = &services()[&format!("{h}:survivor:80")];
+    assert_eq!(s["Port"], tls_host_port("survivor", "80/tcp"));
+    assert!(d.log().contains("reconnected"), "{}", d.log());
+    tls_reset();
+}
+
+/// D2: `DOCKER_API_VERSION` prefixes every path: `1.41` works like no version against the
+/// engine (Docker 20.10: API 1.12 to 1.41); `1.11`, below its minimum, is refused by the
+/// engine on every request with its own message, which the daemon logs while it retries,
+/// registering nothing.
+#[test]
+fn docker_api_version_prefixes_every_path() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::spawn(&[("DOCKER_API_VERSION", "1.41")], &[&consul()]);
+    d.wait_subscribed();
+    run_bb("versioned");
+    let id = format!("{h}:versioned:80");
+    wait_service(&d, &id);
+    drop(d);
+    consul_put(&format!("/v1/agent/service/deregister/{}", encode(&id)));
+
+    // `versioned` still runs; this time nothing registers it.
+    let mut d = Daemon::spawn(&[("DOCKER_API_VERSION", "1.11")], &[&consul()]);
+    wait_log(&d, "client version 1.11 is too old");
+    thread::sleep(Duration::from_secs(2));
+    assert!(d.is_running(), "{}", d.log());
+    assert!(!d.log().contains("listening for events"), "{}", d.log());
+    assert!(services().is_empty(), "{}", d.log());
 }
