@@ -1,9 +1,10 @@
-//! End to end, what users migrating from gliderlabs master and fayrus rely on (spec/dropin.md,
-//! Decisions T, F and D): templates in tags, fayrus's extensions, and the engine over TLS with
-//! `DOCKER_API_VERSION`. The release daemon against the private engine, Consul and etcd of
-//! `tests/services.sh` and the TLS-only engine of `tests/docker28.sh start-tls` (`tests/run.sh`
-//! starts them all), asserting on what the registries hold. Containers publish on 127.0.0.1
-//! only; the HTTP servers the tests start for `httpGet` listen on 127.0.0.1.
+//! End to end, what users migrating from gliderlabs master, fayrus and simplesurance rely on
+//! (spec/dropin.md, Decisions T, F, D and K): templates in tags, fayrus's extensions, the
+//! engine over TLS with `DOCKER_API_VERSION`, and `-deregister-on-stop`. The release daemon
+//! against the private engine, Consul and etcd of `tests/services.sh` and the TLS-only engine of
+//! `tests/docker28.sh start-tls` (`tests/run.sh` starts them all), asserting on what the
+//! registries hold. Containers publish on 127.0.0.1 only; the HTTP servers the tests start for
+//! `httpGet` listen on 127.0.0.1.
 
 mod common;
 
@@ -12,9 +13,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::io::AsRawFd;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use registrator::backend::base64;
@@ -34,10 +36,27 @@ fn wait_log(d: &Daemon, text: &str) {
     });
 }
 
+/// Whether the agent holds service `id` (one small request, for tight polling).
+fn agent_has(id: &str) -> bool {
+    let url = format!("http://{}/v1/agent/service/{}", consul_addr(), encode(id));
+    match ureq::get(&url).call() {
+        Ok(_) => true,
+        Err(ureq::Error::StatusCode(404)) => false,
+        Err(e) => panic!("GET {url}: {e}"),
+    }
+}
+
 fn env(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!("{var} is not set: these tests need tests/services.sh and tests/docker28.sh start-tls (tests/run.sh)")
     })
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos()
 }
 
 // ------------------------------------------------------------- templates --
@@ -812,4 +831,225 @@ fn docker_api_version_prefixes_every_path() {
     assert!(d.is_running(), "{}", d.log());
     assert!(!d.log().contains("listening for events"), "{}", d.log());
     assert!(services().is_empty(), "{}", d.log());
+}
+
+// --------------------------------------------------------- -deregister-on-stop --
+
+/// A bb container whose shell ignores SIGTERM: `docker stop` ends it only with SIGKILL
+/// (dockerd's `--init` forwards the TERM to the shell, which traps it).
+fn run_stubborn(name: &str) -> String {
+    run(&[
+        "--name",
+        name,
+        "-p",
+        "127.0.0.1::80",
+        "bb",
+        "sh",
+        "-c",
+        r#"trap "" TERM HUP; while :; do sleep 1; done"#,
+    ])
+}
+
+/// The engine's events of `id` between `since_ns` and now: (action, signal, timeNano).
+fn events_of(id: &str, since_ns: u128) -> Vec<(String, String, u128)> {
+    let ts = |ns: u128| format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000);
+    let out = docker(&[
+        "events",
+        "--since",
+        &ts(since_ns),
+        "--until",
+        &ts(now_ns()),
+        "--filter",
+        &format!("container={id}"),
+        "--format",
+        "{{json .}}",
+    ]);
+    out.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("event JSON");
+            (
+                v["Action"].as_str().unwrap_or("").to_string(),
+                v["Actor"]["Attributes"]["signal"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                u128::from(v["timeNano"].as_u64().expect("timeNano")),
+            )
+        })
+        .collect()
+}
+
+/// K1: `docker stop -t 4` of a container that ignores SIGTERM: its service leaves Consul at the
+/// stop's `kill` event, while the engine still says the container runs, seconds before its
+/// `die`, and stays out through the grace period although a resync runs every second; the
+/// container exits only at the SIGKILL (137).
+#[test]
+fn deregister_on_stop_deregisters_at_the_kill() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&["-deregister-on-stop", "-resync", "1", &consul()]);
+    let cid = run_stubborn("stubborn");
+    let id = format!("{h}:stubborn:80");
+    wait_service(&d, &id);
+
+    let since = now_ns();
+    let stopped = Arc::new(AtomicBool::new(false));
+    let (watch, done) = (id.clone(), stopped.clone());
+    let poller = thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while agent_has(&watch) {
+            if Instant::now() > deadline {
+                return None;
+            }
+        }
+        let gone = now_ns();
+        let running = inspect("stubborn")["State"]["Running"] == true;
+        // Then until `docker stop` returns: back at a resync?
+        let mut back = false;
+        while !done.load(Ordering::SeqCst) {
+            back |= agent_has(&watch);
+            thread::sleep(Duration::from_millis(20));
+        }
+        Some((gone, running, back))
+    });
+    docker(&["stop", "-t", "4", "stubborn"]);
+    stopped.store(true, Ordering::SeqCst);
+    let (gone, running, back) = poller
+        .join()
+        .unwrap()
+        .unwrap_or_else(|| panic!("still registered 10 s after the stop\n{}", d.log()));
+    assert!(!back, "registered again in the grace period\n{}", d.log());
+    assert!(
+        running,
+        "the container had exited already when its service went"
+    );
+    assert_eq!(inspect("stubborn")["State"]["ExitCode"], 137, "SIGKILLed");
+
+    let events = events_of(&cid, since);
+    let at = |action: &str, signal: &str| {
+        events
+            .iter()
+            .find(|(a, s, _)| a == action && s == signal)
+            .map(|e| e.2)
+            .unwrap_or_else(|| panic!("no {action} {signal} in {events:?}"))
+    };
+    let (kill, die) = (at("kill", "15"), at("die", ""));
+    figure(&format!(
+        "deregister-on-stop: gone {:.1} ms after kill, {:.2} s before die",
+        (gone as f64 - kill as f64) / 1e6,
+        (die as f64 - gone as f64) / 1e9
+    ));
+    assert!(gone > kill, "gone before the kill event?");
+    assert!(
+        gone - kill < 2_000_000_000,
+        "gone {} ms after the kill: not at the kill, within the 4 s grace",
+        (gone - kill) / 1_000_000
+    );
+    assert!(gone < die, "gone only at the die");
+    wait_log(&d, &format!("stopping: {}", &cid[..12]));
+}
+
+/// K2: a signal other than the stop signal (`docker kill -s HUP`, a reload) changes nothing.
+#[test]
+fn deregister_on_stop_ignores_other_signals() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&["-deregister-on-stop", &consul()]);
+    run_stubborn("reloaded");
+    let id = format!("{h}:reloaded:80");
+    wait_service(&d, &id);
+    docker(&["kill", "-s", "HUP", "reloaded"]);
+    // Events are handled in order: once a container started after the HUP is registered,
+    // the HUP's kill event has been handled.
+    run_bb("marker");
+    wait_service(&d, &format!("{h}:marker:80"));
+    thread::sleep(Duration::from_secs(2));
+    assert!(agent_has(&id), "deregistered by a HUP\n{}", d.log());
+    assert_eq!(inspect("reloaded")["State"]["Running"], true);
+    assert!(!d.log().contains("stopping:"), "{}", d.log());
+}
+
+/// K1, K2: the stop signal is the container's own (`--stop-signal USR1`), remembered also for
+/// a container the daemon found running at start: a TERM sent to it is just another signal
+/// and changes nothing; `docker stop`, which sends USR1, deregisters while it still runs.
+#[test]
+fn deregister_on_stop_follows_the_containers_stop_signal() {
+    let _g = lock();
+    let h = hostname();
+    let cid = run(&[
+        "--name",
+        "usr1",
+        "--stop-signal",
+        "USR1",
+        "-p",
+        "127.0.0.1::80",
+        "bb",
+        "sh",
+        "-c",
+        r#"trap "" TERM USR1; while :; do sleep 1; done"#,
+    ]);
+    let d = Daemon::start(&["-deregister-on-stop", &consul()]);
+    let id = format!("{h}:usr1:80");
+    wait_service(&d, &id);
+    docker(&["kill", "-s", "TERM", "usr1"]);
+    // Events are handled in order (see deregister_on_stop_ignores_other_signals).
+    run_bb("marker");
+    wait_service(&d, &format!("{h}:marker:80"));
+    assert!(agent_has(&id), "deregistered by a TERM\n{}", d.log());
+
+    let stop = thread::spawn(|| docker(&["stop", "-t", "3", "usr1"]));
+    wait_for("the service to go at the USR1", Some(&d), || {
+        (!agent_has(&id)).then_some(())
+    });
+    assert_eq!(inspect("usr1")["State"]["Running"], true);
+    stop.join().unwrap();
+    let line = format!("stopping: {} (signal 10)", &cid[..12]);
+    assert!(d.log().contains(&line), "{}", d.log());
+}
+
+/// K3: `docker restart` deregisters at the stop and registers again at the start.
+#[test]
+fn deregister_on_stop_then_restart_registers_again() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&["-deregister-on-stop", &consul()]);
+    let cid = run_stubborn("restarted");
+    let id = format!("{h}:restarted:80");
+    wait_service(&d, &id);
+    docker(&["restart", "-t", "1", "restarted"]);
+    wait_log(&d, &format!("stopping: {}", &cid[..12]));
+    let s = wait_service(&d, &id);
+    assert_eq!(s["Port"], host_port("restarted", "80/tcp"));
+    assert_eq!(inspect("restarted")["State"]["Running"], true);
+    converge(&d, &[id]);
+}
+
+/// K3: under `-deregister on-success` a stop is deliberate, not a failure: the stop
+/// deregisters even though the container then exits with 3, which on its own would keep
+/// the service.
+#[test]
+fn deregister_on_stop_under_on_success() {
+    let _g = lock();
+    let h = hostname();
+    let d = Daemon::start(&[
+        "-deregister",
+        "on-success",
+        "-deregister-on-stop",
+        &consul(),
+    ]);
+    run(&[
+        "--name",
+        "failing",
+        "-p",
+        "127.0.0.1::80",
+        "bb",
+        "sh",
+        "-c",
+        r#"trap "exit 3" TERM; while :; do sleep 1; done"#,
+    ]);
+    let id = format!("{h}:failing:80");
+    wait_service(&d, &id);
+    docker(&["stop", "-t", "10", "failing"]);
+    assert_eq!(inspect("failing")["State"]["ExitCode"], 3);
+    converge(&d, &[]);
 }
