@@ -42,17 +42,29 @@ fn split_url(url: &str) -> Result<(bool, String, &str, &str), String> {
     if authority.is_empty() || authority.contains('@') || path.contains([' ', '\r', '\n']) {
         return Err("malformed URL".into());
     }
-    let has_port = match authority.rfind(']') {
-        Some(i) => authority[i..].contains(':'),
-        None => authority.contains(':'),
-    };
-    let addr = if has_port {
-        authority.to_string()
-    } else {
-        format!("{authority}:{}", if tls { 443 } else { 80 })
-    };
-    let path = if path.starts_with('?') { "/" } else { path };
+    let addr = crate::tls::with_port(authority, if tls { 443 } else { 80 });
     Ok((tls, addr, authority, path))
+}
+
+/// The addresses of `host:port`, looked up on a thread of its own so that a slow resolver
+/// counts against the deadline (an IP address needs no lookup).
+fn resolve(addr: &str, within: Duration) -> Result<Vec<std::net::SocketAddr>, String> {
+    if let Ok(a) = addr.parse::<std::net::SocketAddr>() {
+        return Ok(vec![a]);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = addr.to_string();
+    std::thread::Builder::new()
+        .name("httpget-resolve".into())
+        .spawn(move || {
+            let _ = tx.send(name.to_socket_addrs().map(Iterator::collect::<Vec<_>>));
+        })
+        .map_err(|e| format!("resolve {addr}: {e}"))?;
+    match rx.recv_timeout(within) {
+        Ok(Ok(a)) => Ok(a),
+        Ok(Err(e)) => Err(format!("resolve {addr}: {e}")),
+        Err(_) => Err(format!("resolve {addr}: no answer in time")),
+    }
 }
 
 fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
@@ -69,10 +81,7 @@ fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
     } else {
         format!("/{path}")
     };
-    let addrs: Vec<_> = addr
-        .to_socket_addrs()
-        .map_err(|e| format!("resolve {addr}: {e}"))?
-        .collect();
+    let addrs = resolve(&addr, left()?)?;
     let mut last = format!("{addr}: no address");
     let mut conn = None;
     for a in addrs {
@@ -85,11 +94,16 @@ fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
         }
     }
     let tcp = conn.ok_or(last)?;
+    // The handshake too is bounded by what is left.
+    tcp.set_read_timeout(Some(left()?))
+        .map_err(|e| e.to_string())?;
+    tcp.set_write_timeout(Some(left()?))
+        .map_err(|e| e.to_string())?;
     let request = format!(
         "GET {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: registrator/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         env!("CARGO_PKG_VERSION")
     );
-    let mut stream = crate::tls::connect(tcp, tls, host)?;
+    let mut stream = crate::tls::connect(tcp, tls, host).map_err(|e| e.to_string())?;
     stream
         .set_timeout(Some(left()?))
         .map_err(|e| e.to_string())?;
@@ -159,6 +173,11 @@ mod tests {
         assert_eq!(
             split_url("https://[::1]/x"),
             Ok((true, "[::1]:443".into(), "[::1]", "/x"))
+        );
+        // A query without a path keeps its query: GET /?x=1.
+        assert_eq!(
+            split_url("http://h?x=1"),
+            Ok((false, "h:80".into(), "h", "?x=1"))
         );
         assert!(split_url("ftp://x/").is_err());
         assert!(split_url("http://user@x/").is_err());

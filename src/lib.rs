@@ -34,6 +34,8 @@
 //!   only make the call they are handed and say so on the worker's input; the worker settles
 //!   what the registry said, keeps one change per registry entry in flight, and waits for a
 //!   sync's calls before its next message.
+//!   A `-tags` template that calls `httpGet` runs on the worker too: at most 5 s per call, once
+//!   per service when it is first registered.
 //! - **zookeeper** ([`backend::zookeeper`], that backend only): the one owner of the ZooKeeper
 //!   connection. It answers the worker's requests, pings the session, and reconnects on a
 //!   helper thread of its own, so a reconnect never blocks the worker (whose calls fail at once

@@ -204,18 +204,10 @@ pub fn services(
 }
 
 /// A service's tags: its own `SERVICE_*TAGS` (a template without `httpGet`: a container's
-/// metadata makes no request), then `-tags` (rendered first; a template there may fetch), then
-/// `udp` for a UDP port.
+/// metadata makes no request), then `-tags` (a template there may fetch), then `udp` for a
+/// UDP port.
 fn tags(c: &Container, settings: &Settings, own: &str, proto: &str) -> Result<Vec<String>, String> {
-    let forced = match &settings.tags_template {
-        Some(t) => {
-            let mut out = String::new();
-            let mut fetch = crate::httpget::get;
-            t.render(&c.raw, Some(&mut fetch), &mut out)?;
-            split_tags(&out)
-        }
-        None => settings.tags.clone(),
-    };
+    // The container's own first: when it fails, `-tags` (which may fetch) is not rendered.
     let mut tags = if Template::is_template(own) {
         let parsed = template::cached(own);
         let t = parsed.as_ref().as_ref().map_err(|e| e.to_string())?;
@@ -225,7 +217,15 @@ fn tags(c: &Container, settings: &Settings, own: &str, proto: &str) -> Result<Ve
     } else {
         split_tags(own)
     };
-    tags.extend(forced);
+    match &settings.tags_template {
+        Some(t) => {
+            let mut out = String::new();
+            let mut fetch = crate::httpget::get;
+            t.render(&c.raw, Some(&mut fetch), &mut out)?;
+            tags.extend(split_tags(&out));
+        }
+        None => tags.extend(settings.tags.iter().cloned()),
+    }
     if proto == "udp" {
         tags.push("udp".into());
     }

@@ -58,7 +58,7 @@ impl Write for Stream {
 
 /// `tcp` as is, or wrapped in TLS verified against the system's CA bundle (no client
 /// certificate): `httpGet`'s `https://`.
-pub fn connect(tcp: TcpStream, tls: bool, host: &str) -> Result<Stream, String> {
+pub fn connect(tcp: TcpStream, tls: bool, host: &str) -> io::Result<Stream> {
     if !tls {
         return Ok(Stream::Plain(tcp));
     }
@@ -69,13 +69,16 @@ pub fn connect(tcp: TcpStream, tls: bool, host: &str) -> Result<Stream, String> 
             OnceLock::new();
         let config = SYSTEM
             .get_or_init(|| client_config(std::path::Path::new(SYSTEM_BUNDLE), None))
-            .clone()?;
+            .clone()
+            .map_err(io::Error::other)?;
         wrap(tcp, config, host)
     }
     #[cfg(not(feature = "tls"))]
     {
         let _ = (tcp, host);
-        Err("https:// needs a build with the tls feature".into())
+        Err(io::Error::other(
+            "https:// needs a build with the tls feature",
+        ))
     }
 }
 
@@ -129,22 +132,40 @@ pub fn client_config(
 }
 
 /// TLS over `tcp` to `host` (a name or an IP address, a port after it is ignored), the
-/// handshake completed.
+/// handshake completed within the socket's timeouts. A certificate refused either way is an
+/// `InvalidData` error; a connection that fails keeps its own kind (a reset, a timeout).
 #[cfg(feature = "tls")]
 pub fn wrap(
     mut tcp: TcpStream,
     config: std::sync::Arc<rustls::ClientConfig>,
     host: &str,
-) -> Result<Stream, String> {
+) -> io::Result<Stream> {
     let name = host_only(host);
-    let server = rustls::pki_types::ServerName::try_from(name.to_string())
-        .map_err(|_| format!("{name:?} is not a valid TLS server name"))?;
-    let mut conn = rustls::ClientConnection::new(config, server).map_err(|e| e.to_string())?;
+    let server = rustls::pki_types::ServerName::try_from(name.to_string()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a valid TLS server name"),
+        )
+    })?;
+    let mut conn = rustls::ClientConnection::new(config, server).map_err(io::Error::other)?;
     while conn.is_handshaking() {
         conn.complete_io(&mut tcp)
-            .map_err(|e| format!("TLS handshake with {host}: {e}"))?;
+            .map_err(|e| io::Error::new(e.kind(), format!("TLS handshake with {host}: {e}")))?;
     }
     Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))))
+}
+
+/// `host:port` from `authority`, with `port` when it names none (`[v6]` brackets kept).
+pub fn with_port(authority: &str, port: u16) -> String {
+    let has_port = match authority.rfind(']') {
+        Some(i) => authority[i..].contains(':'),
+        None => authority.contains(':'),
+    };
+    if has_port {
+        authority.to_string()
+    } else {
+        format!("{authority}:{port}")
+    }
 }
 
 /// `host` of `host:port`, `[v6]:port`, `[v6]`, or a bare host.

@@ -33,13 +33,16 @@ use self::outbox::{Delivery, Op, Outbox, Outcome, Ready};
 use crate::backend::{Backend, Health};
 use crate::cli::Deregister;
 use crate::docker::container::{id12, Container};
-use crate::docker::events::signal_number;
+use crate::docker::events::{signal_number, Action, Event};
+use crate::docker::{self, Client};
+use crate::service::{self, Service, Settings};
 
 const SIGKILL: u8 = 9;
 const SIGTERM: u8 = 15;
-use crate::docker::events::{Action, Event};
-use crate::docker::{self, Client};
-use crate::service::{self, Service, Settings};
+/// `-deregister-on-stop`: how long after its stop signal a container that has not exited is
+/// left deregistered; then it is inspected, and registered again if it still runs (a process
+/// that survived the signal). Longer than the stop grace periods in common use.
+const STOPPING_FOR: Duration = Duration::from_secs(120);
 
 /// What the worker asks of the engine; [`Client`] in the daemon, a table in the tests.
 pub trait Engine: Send {
@@ -146,8 +149,9 @@ pub struct Bridge {
     /// stop signal is not SIGTERM.
     stop_signals: HashMap<String, u8>,
     /// `-deregister-on-stop`: containers deregistered at the `kill` of a stop, still running
-    /// until their `die`; a sync leaves them out.
-    stopping: std::collections::HashSet<String>,
+    /// until their `die`, and when to look again if no `die` came by then (the process
+    /// survived its stop signal); a sync leaves them out until that time.
+    stopping: HashMap<String, Instant>,
     health: Mirror,
     outbox: Outbox,
     /// Registry calls made beside the worker: started at the first sync with more than two
@@ -201,7 +205,7 @@ impl Bridge {
             registered: HashMap::new(),
             withheld: HashMap::new(),
             stop_signals: HashMap::new(),
-            stopping: HashSet::new(),
+            stopping: HashMap::new(),
             health: Mirror::default(),
             outbox: Outbox::default(),
             lanes: None,
@@ -264,6 +268,7 @@ impl Bridge {
             self.next_refresh,
             self.health.next_due(),
             self.outbox.next_due(),
+            self.stopping.values().min().copied(),
         ]
         .into_iter()
         .flatten()
@@ -292,6 +297,22 @@ impl Bridge {
         }
         if due(self.outbox.next_due(), self.clock.now()) {
             self.retry();
+            self.flush();
+        }
+        let now = self.clock.now();
+        let survived: Vec<String> = (self.stopping.iter())
+            .filter(|(_, at)| now >= **at)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in survived {
+            // No `die` came: inspect says whether it still runs (then it is registered again).
+            self.stopping.remove(&id);
+            log::warn!(
+                "{}: no exit {} s after its stop signal; looking again (-deregister-on-stop)",
+                id12(&id),
+                STOPPING_FOR.as_secs()
+            );
+            self.add(&id, Pass::Event);
             self.flush();
         }
     }
@@ -551,7 +572,7 @@ impl Bridge {
                 self.stopping.remove(&ev.id);
                 self.remove(&ev.id)
             }
-            Action::Kill(signal) => self.killed(&ev.id, signal),
+            Action::Kill(signal) => self.killed(&ev.id, signal, arrival),
             Action::Pause => {
                 if self.registered.contains_key(&ev.id) {
                     log::info!("paused: {}; deregistering until unpaused", id12(&ev.id));
@@ -647,7 +668,7 @@ impl Bridge {
     }
 
     fn register(&mut self, c: &Container, pass: Pass) {
-        if self.stopping.contains(&c.id) {
+        if self.stopping.contains_key(&c.id) {
             log::debug!("{}: stopping (-deregister-on-stop); left out", id12(&c.id));
             return;
         }
@@ -752,8 +773,14 @@ impl Bridge {
     /// SIGKILL) deregisters at once, without an inspect, so traffic drains during the stop's
     /// grace period; the `die` that follows finds nothing. Other signals (a reload's HUP) change
     /// nothing. Under `-deregister on-success` too: a stop is deliberate, not a failure.
-    fn killed(&mut self, id: &str, signal: Option<u8>) {
+    /// A replayed `kill` (after a reconnect) is not acted on: the sync that followed the
+    /// reconnect saw the container as it is now, and its `die` follows if it stopped.
+    fn killed(&mut self, id: &str, signal: Option<u8>, arrival: Arrival) {
         if !self.opts.deregister_on_stop || !self.registered.contains_key(id) {
+            return;
+        }
+        if arrival == Arrival::Replayed {
+            log::debug!("{}: replayed kill; nothing to do", id12(id));
             return;
         }
         let stop = self.stop_signals.get(id).copied().unwrap_or(SIGTERM);
@@ -763,7 +790,8 @@ impl Bridge {
                     "stopping: {} (signal {s}); deregistering before it exits (-deregister-on-stop)",
                     id12(id)
                 );
-                self.stopping.insert(id.to_string());
+                let look_again = self.clock.now() + STOPPING_FOR;
+                self.stopping.insert(id.to_string(), look_again);
                 self.remove(id);
             }
             _ => log::debug!(
@@ -823,7 +851,7 @@ impl Bridge {
         };
         log::debug!("sync: {} running containers", running.len());
         // A stopping container whose `die` was missed is not running any more.
-        self.stopping.retain(|id| running.contains(id));
+        self.stopping.retain(|id, _| running.contains(id));
         // Lanes are worth their thread only once there is more than a call or two to make.
         if !self.lanes_tried && running.len() > 2 {
             self.start_lanes();

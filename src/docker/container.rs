@@ -18,6 +18,15 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// A string, or a number as its text; anything else (null, a list) is empty.
+fn lenient_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    })
+}
+
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct Container {
     #[serde(rename = "Id", default, deserialize_with = "nullable")]
@@ -82,8 +91,9 @@ pub struct Config {
     pub labels: BTreeMap<String, String>,
     #[serde(rename = "ExposedPorts", default, deserialize_with = "nullable")]
     pub exposed_ports: BTreeMap<String, IgnoredAny>,
-    /// The signal `docker stop` sends (`SIGTERM` when empty).
-    #[serde(rename = "StopSignal", default, deserialize_with = "nullable")]
+    /// The signal `docker stop` sends (`SIGTERM` when empty). A number is taken as its text;
+    /// anything else reads as empty rather than failing the whole inspect.
+    #[serde(rename = "StopSignal", default, deserialize_with = "lenient_text")]
     pub stop_signal: String,
 }
 

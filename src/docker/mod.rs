@@ -132,7 +132,7 @@ impl Endpoint {
         if tls {
             if let Addr::Unix(p) = &ep.addr {
                 return Err(EnvError::Usage(format!(
-                    "DOCKER_TLS_VERIFY is set but DOCKER_HOST is unix://{}: TLS needs tcp://host:port",
+                    "DOCKER_TLS_VERIFY is set but the engine is the socket {}: TLS needs DOCKER_HOST=tcp://host:port",
                     p.display()
                 )));
             }
@@ -192,9 +192,7 @@ impl Endpoint {
                     // Bounded like a request: a peer that never answers the handshake.
                     s.set_read_timeout(Some(REQUEST_TIMEOUT))?;
                     s.set_write_timeout(Some(REQUEST_TIMEOUT))?;
-                    return crate::tls::wrap(s, config.clone(), a)
-                        .map(Conn::Net)
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+                    return crate::tls::wrap(s, config.clone(), a).map(Conn::Net);
                 }
                 Ok(Conn::Net(crate::tls::Stream::Plain(s)))
             }
@@ -216,15 +214,7 @@ impl Addr {
             if a.is_empty() || a.contains('/') {
                 return Err(format!("DOCKER_HOST {v:?}: expected tcp://host:port"));
             }
-            let has_port = match a.rfind(']') {
-                Some(i) => a[i..].contains(':'),
-                None => a.contains(':'),
-            };
-            let a = if has_port {
-                a.to_string()
-            } else {
-                format!("{a}:{}", if tls { 2376 } else { 2375 })
-            };
+            let a = crate::tls::with_port(a, if tls { 2376 } else { 2375 });
             match a.rsplit_once(':').map(|(_, p)| p.parse::<u16>()) {
                 Some(Ok(p)) if p > 0 => Ok(Addr::Tcp(a)),
                 _ => Err(format!("DOCKER_HOST {v:?}: bad port")),

@@ -51,12 +51,21 @@ struct State<'a, 'o, 'f> {
     start: usize,
     iterations: usize,
     fetch: Option<Fetch<'f>>,
-    /// Recent field lookups: (object's address and length, field name) -> value.
-    memo: [((usize, usize, &'a str), Val<'a>); MEMO],
+    /// What the functions called so far handled, in bytes (a regular expression's text
+    /// times its pattern): bounded by [`MAX_WORK`].
+    work: usize,
+    /// Recent field lookups: (object's address and length, its type, field name) -> value.
+    memo: [(MemoKey<'a>, Val<'a>); MEMO],
     next_memo: usize,
 }
 
 const MEMO: usize = 4;
+
+/// A remembered field lookup: the object's address and length, its type, the field's name.
+type MemoKey<'a> = (usize, usize, Ty, &'a str);
+
+/// The most work one rendering may do (see `State::work`): some tens of milliseconds.
+pub const MAX_WORK: usize = 64 * 1024 * 1024;
 
 pub fn run(t: &Template, doc: &[u8], fetch: Option<Fetch>, out: &mut String) -> Result<()> {
     // Not scanned whole here: each field read steps over what comes before it.
@@ -73,7 +82,8 @@ pub fn run(t: &Template, doc: &[u8], fetch: Option<Fetch>, out: &mut String) -> 
         start,
         iterations: 0,
         fetch,
-        memo: std::array::from_fn(|_| ((0, 0, ""), Val::Nil)),
+        work: 0,
+        memo: std::array::from_fn(|_| ((0, 0, 0, ""), Val::Nil)),
         next_memo: 0,
     };
     let r = st.list(&t.nodes, &root);
@@ -106,8 +116,11 @@ impl<'a> State<'a, '_, '_> {
     /// `.Config.Hostname` in one template step over the document's first members once.
     fn fields_of(&mut self, mut v: Val<'a>, fields: &'a [Box<str>]) -> Result<Val<'a>> {
         for f in fields {
+            // Not for zero values: every absent field shares the one `null`.
             let key = match &v {
-                Val::Json(raw, _) => Some((raw.as_ptr() as usize, raw.len(), &**f)),
+                Val::Json(raw, ty) if !is_null(raw) => {
+                    Some((raw.as_ptr() as usize, raw.len(), *ty, &**f))
+                }
                 _ => None,
             };
             if let Some(hit) = key.and_then(|k| self.memo.iter().find(|(m, _)| *m == k)) {
@@ -298,6 +311,15 @@ impl<'a> State<'a, '_, '_> {
         }
         if let Some(p) = piped {
             vals[n - 1] = p;
+        }
+        // A regular expression costs its text times its pattern; anything else its bytes.
+        let mut cost: usize = vals.iter().map(funcs::val_size).sum();
+        if let (Func::MatchFirstElement | Func::MatchAllElements, [re, list]) = (f, &*vals) {
+            cost = cost.saturating_add(funcs::val_size(list).saturating_mul(funcs::val_size(re)));
+        }
+        self.work = self.work.saturating_add(cost);
+        if self.work > MAX_WORK {
+            return Err(format!("more than {} MiB of work", MAX_WORK >> 20));
         }
         funcs::call(f, vals, self.fetch.as_deref_mut())
             .map_err(|e| format!("error calling {}: {e}", f.name()))
@@ -553,10 +575,8 @@ pub fn print_as(v: &Val, out: &mut String, mode: Mode) {
             out.push_str(&l.join(" "));
             out.push(']');
         }
-        Val::Json(raw, ty) => {
-            let top = if mode == Mode::Fmt { 0 } else { 1 };
-            print_json(raw, *ty, out, top);
-        }
+        // `fmt` shows a pointer at the top as `&{...}`; an action follows it.
+        Val::Json(raw, ty) => funcs::print_value(raw, *ty, out, usize::from(mode == Mode::Action)),
     }
 }
 
@@ -566,82 +586,11 @@ pub fn printed(v: &Val) -> String {
     s
 }
 
-/// Go's `%v` of a document value of type `ty`; `depth` 0 is `fmt`'s top level (a pointer to a
-/// struct prints `&{...}`), deeper levels and an action's value follow pointers.
-fn print_json(raw: &[u8], ty: Ty, out: &mut String, depth: usize) {
-    // Bounded by the document's nesting (the scanner caps it) and by the output.
-    if out.len() > MAX_OUTPUT {
-        return;
-    }
-    let null = is_null(raw);
-    match schema::ty(ty).kind {
-        Go::Str | Go::Port => out.push_str(&text(raw)),
-        Go::Int => out.push_str(if null {
-            "0"
-        } else {
-            std::str::from_utf8(raw).unwrap_or("0")
-        }),
-        Go::Bool => out.push_str(if raw.starts_with(b"true") {
-            "true"
-        } else {
-            "false"
-        }),
-        Go::Time => {
-            let t = text(raw);
-            let shown = if null || t.is_empty() {
-                None
-            } else {
-                go_time(&t)
-            };
-            out.push_str(shown.as_deref().unwrap_or("0001-01-01 00:00:00 +0000 UTC"));
-        }
-        Go::Duration => out.push_str(&duration(if null { 0 } else { number(raw) })),
-        Go::Ptr(_) if null => out.push_str("<nil>"),
-        Go::Ptr(to) => {
-            if depth == 0 {
-                out.push('&');
-            }
-            print_json(raw, to, out, depth + 1);
-        }
-        Go::Slice(e) => {
-            out.push('[');
-            for (i, x) in json::elements(raw).enumerate() {
-                if i > 0 {
-                    out.push(' ');
-                }
-                print_json(x, e, out, depth + 1);
-            }
-            out.push(']');
-        }
-        Go::Map(_, v) => {
-            out.push_str("map[");
-            if !null {
-                for (i, (k, x)) in sorted(raw).into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(' ');
-                    }
-                    out.push_str(&key_text(k));
-                    out.push(':');
-                    print_json(x, v, out, depth + 1);
-                }
-            }
-            out.push(']');
-        }
-        Go::Struct(sid) => {
-            out.push('{');
-            for (i, f) in schema::fields(sid).iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
-                }
-                let x = (!f.json.is_empty() && !null)
-                    .then(|| json::field(raw, f.json))
-                    .flatten()
-                    .unwrap_or(NULL);
-                print_json(x, f.ty, out, depth + 1);
-            }
-            out.push('}');
-        }
-    }
+/// A `time.Time` in the document (`null`: Go's zero time) as `time.Time.String()` prints it.
+pub fn time_text(raw: &[u8]) -> String {
+    let t = text(raw);
+    let shown = if t.is_empty() { None } else { go_time(&t) };
+    shown.unwrap_or_else(|| "0001-01-01 00:00:00 +0000 UTC".into())
 }
 
 /// Go's `time.Duration.String()` for nanoseconds.
@@ -745,7 +694,7 @@ pub fn go_time(s: &str) -> Option<String> {
     }
     let zone = match rest {
         "Z" => "+0000 UTC".to_string(),
-        z if z.len() == 6 && (z.starts_with('+') || z.starts_with('-')) => {
+        z if z.len() == 6 && z.is_ascii() && (z.starts_with('+') || z.starts_with('-')) => {
             let off = format!("{}{}{}", &z[..1], &z[1..3], &z[4..6]);
             format!("{off} {off}")
         }

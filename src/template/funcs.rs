@@ -36,14 +36,43 @@ pub fn float_text(f: f64) -> String {
     if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e21 {
         format!("{f:.0}")
     } else if f.is_finite() && (f.abs() >= 1e21 || (f != 0.0 && f.abs() < 1e-4)) {
-        let s = format!("{f:e}");
-        match s.split_once('e') {
-            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e:0>2}"),
-            Some((m, e)) => format!("{m}e-{:0>2}", &e[1..]),
-            None => s,
-        }
+        go_exponent(format!("{f:e}"))
     } else {
         f.to_string()
+    }
+}
+
+/// Rust's `1.5e3` as Go writes it: `1.5e+03`.
+fn go_exponent(s: String) -> String {
+    match s.split_once('e') {
+        Some((m, e)) => match e.strip_prefix('-') {
+            Some(e) => format!("{m}e-{e:0>2}"),
+            None => format!("{m}e+{e:0>2}"),
+        },
+        None => s,
+    }
+}
+
+/// Largest string or list (in bytes) a function may make: past it, the rendering fails
+/// rather than the daemon's memory (the output itself stops at 4 KiB).
+pub const MAX_VALUE: usize = 64 * 1024;
+
+/// The bytes a value holds, for [`MAX_VALUE`] and the evaluator's work budget.
+pub fn val_size(v: &Val) -> usize {
+    match v {
+        Val::Str(s) | Val::Port(s) => s.len(),
+        Val::Bytes(b) => b.len(),
+        Val::List(l) => l.iter().map(|s| s.len() + 1).sum(),
+        Val::Json(raw, _) => raw.len(),
+        _ => 8,
+    }
+}
+
+fn too_big(n: usize) -> Result<()> {
+    if n > MAX_VALUE {
+        Err(format!("value larger than {} KiB", MAX_VALUE / 1024))
+    } else {
+        Ok(())
     }
 }
 
@@ -120,6 +149,16 @@ pub fn call<'a, 'f>(
     a: &[Val<'a>],
     fetch: Option<super::FetchRef<'_, 'f>>,
 ) -> Result<Val<'a>> {
+    let v = call_unchecked(f, a, fetch)?;
+    too_big(val_size(&v))?;
+    Ok(v)
+}
+
+fn call_unchecked<'a, 'f>(
+    f: Func,
+    a: &[Val<'a>],
+    fetch: Option<super::FetchRef<'_, 'f>>,
+) -> Result<Val<'a>> {
     Ok(match f {
         Func::And | Func::Or => unreachable!("evaluated by exec"),
         Func::Not => {
@@ -141,8 +180,8 @@ pub fn call<'a, 'f>(
             v
         }
         Func::Slice => slice(a)?,
-        Func::Print => owned(sprint(a, false)),
-        Func::Println => owned(sprint(a, true)),
+        Func::Print => owned(sprint(a, false)?),
+        Func::Println => owned(sprint(a, true)?),
         Func::Printf => {
             let (fmt, rest) = a
                 .split_first()
@@ -154,7 +193,7 @@ pub fn call<'a, 'f>(
                 [one] => string(one)
                     .map(Cow::into_owned)
                     .unwrap_or_else(|_| printed(one)),
-                _ => sprint(a, false),
+                _ => sprint(a, false)?,
             };
             // Go's `url.QueryEscape`: a space is `+`.
             owned(crate::percent::encode(&s).replace("%20", "+"))
@@ -212,6 +251,14 @@ pub fn call<'a, 'f>(
             want(f, a, 4)?;
             let n = int(&a[0])?;
             let (old, new, v) = (string(&a[1])?, string(&a[2])?, string(&a[3])?);
+            // The result's size first: an empty `old` inserts `new` at every character.
+            let limit = usize::try_from(n).unwrap_or(usize::MAX);
+            let hits = if old.is_empty() {
+                (v.chars().count() + 1).min(limit)
+            } else {
+                v.matches(&*old).take(limit).count()
+            };
+            too_big(v.len() + hits.saturating_mul(new.len()))?;
             owned(if n < 0 {
                 v.replace(&*old, &new)
             } else {
@@ -221,7 +268,9 @@ pub fn call<'a, 'f>(
         Func::Join => {
             want(f, a, 2)?;
             let sep = string(&a[0])?;
-            owned(strings(&a[1])?.join(&sep))
+            let items = strings(&a[1])?;
+            too_big(items.iter().map(|s| s.len() + sep.len()).sum())?;
+            owned(items.join(&sep))
         }
         Func::Split => {
             want(f, a, 2)?;
@@ -391,7 +440,7 @@ fn slice<'a>(a: &[Val<'a>]) -> Result<Val<'a>> {
 }
 
 /// Go's `fmt.Sprint` (spaces between operands when neither is a string), or `Sprintln`.
-fn sprint(a: &[Val], line: bool) -> String {
+fn sprint(a: &[Val], line: bool) -> Result<String> {
     let mut out = String::new();
     let is_str = |v: &Val| string(v).is_ok();
     for (i, v) in a.iter().enumerate() {
@@ -399,11 +448,12 @@ fn sprint(a: &[Val], line: bool) -> String {
             out.push(' ');
         }
         print_as(v, &mut out, Mode::Fmt);
+        too_big(out.len())?;
     }
     if line {
         out.push('\n');
     }
-    out
+    Ok(out)
 }
 
 /// Go's comparison built-ins over basic kinds: bools, integers, floats and strings.
@@ -729,6 +779,16 @@ fn fmt_val(v: &Val, sp: &Spec, out: &mut String) {
     }
 }
 
+/// A document value as `%v` prints it (`depth` 0: `fmt`'s top level, where a pointer shows as
+/// `&{...}`).
+pub fn print_value(raw: &[u8], ty: u8, out: &mut String, depth: usize) {
+    let sp = Spec {
+        verb: 'v',
+        ..Spec::default()
+    };
+    fmt_json(raw, ty, &sp, out, depth);
+}
+
 fn fmt_json(raw: &[u8], ty: u8, sp: &Spec, out: &mut String, depth: usize) {
     if out.len() > super::MAX_OUTPUT {
         return;
@@ -746,11 +806,7 @@ fn fmt_json(raw: &[u8], ty: u8, sp: &Spec, out: &mut String, depth: usize) {
             out,
         ),
         Go::Duration => leaf(Leaf::Int(number(raw)), t.name, sp, out),
-        Go::Time => {
-            let mut s = String::new();
-            print_as(&Val::Json(raw, ty), &mut s, Mode::Fmt);
-            leaf(Leaf::Text(s), t.name, sp, out)
-        }
+        Go::Time => leaf(Leaf::Text(super::exec::time_text(raw)), t.name, sp, out),
         Go::Ptr(_) if null => leaf(Leaf::Nil(Some(t.name)), t.name, sp, out),
         Go::Ptr(to) => {
             if depth == 0 {
@@ -856,14 +912,7 @@ fn leaf(l: Leaf, type_name: &str, sp: &Spec, out: &mut String) {
         (Leaf::Bool(b), 'v' | 't') => b.to_string(),
         (Leaf::Float(f), 'v' | 'g') => float_text(*f),
         (Leaf::Float(f), 'f' | 'F') => format!("{:.*}", sp.prec.unwrap_or(6), f),
-        (Leaf::Float(f), 'e') => {
-            let s = format!("{:.*e}", sp.prec.unwrap_or(6), f);
-            match s.split_once('e') {
-                Some((m, e)) if e.starts_with('-') => format!("{m}e-{:0>2}", &e[1..]),
-                Some((m, e)) => format!("{m}e+{e:0>2}"),
-                None => s,
-            }
-        }
+        (Leaf::Float(f), 'e') => go_exponent(format!("{:.*e}", sp.prec.unwrap_or(6), f)),
         (Leaf::Str(s), _) => bad(s.to_string()),
         (Leaf::Text(s), _) => bad(s.clone()),
         (Leaf::Int(i), _) => bad(i.to_string()),

@@ -495,3 +495,45 @@ const GO_DIFFERENCES: &[(&str, &str)] = &[
         "a pipeline ending in `|` is a parse error here (Go 1.19 accepts it by accident)",
     ),
 ];
+
+/// What a container's label could try: values that double, a huge replace, a regular
+/// expression over a long list in a long loop, a time with a non-ASCII zone. Each ends in an
+/// error (or renders), in bounded memory and time, never a panic.
+#[test]
+fn hostile_templates_are_bounded() {
+    let doubling =
+        r#"{{$a := "x"}}{{range split "" (printf "%64s" "")}}{{$a = print $a $a}}{{end}}"#;
+    assert!(render(doubling)
+        .unwrap_err()
+        .contains("value larger than 64 KiB"));
+    let square = r#"{{$a := printf "%4000s" ""}}{{replace -1 "" $a $a}}"#;
+    assert!(render(square)
+        .unwrap_err()
+        .contains("value larger than 64 KiB"));
+    let joined = r#"{{join (printf "%4000s" "") (split "" (printf "%4000s" ""))}}"#;
+    assert!(render(joined)
+        .unwrap_err()
+        .contains("value larger than 64 KiB"));
+    let t0 = std::time::Instant::now();
+    let regex = r#"{{$l := split "" (printf "%4000s" "")}}{{range $l}}{{range $l}}{{matchAllElements "(a|b|c|d|e|f|g|h)*z" $l}}{{end}}{{end}}"#;
+    assert!(render(regex).unwrap_err().contains("MiB of work"));
+    assert!(t0.elapsed() < std::time::Duration::from_secs(30));
+    let doc = F.replace("2024-01-02T03:04:05Z", r"2024-01-02T03:04:05+a\u00e9bc");
+    assert!(render_with("{{.Created}}", &doc, false).is_ok());
+    let doc = F.replace("2024-01-02T03:04:05Z", "2024-01-02T03:04:05+aébc");
+    assert!(render_with("{{.Created}}|{{.Created.Unix}}", &doc, false).is_ok());
+}
+
+/// Absent fields share one `null`: a remembered lookup on one must not answer for another.
+#[test]
+fn zero_values_are_not_mixed_up() {
+    let doc = F.replace(r#""Labels": {"#, r#""Labels": null, "X": {"#);
+    assert_eq!(
+        render_with(
+            "{{.Config.Labels.Status}}|{{.State.Health.Status}}|{{.HostConfig.RestartPolicy.Name}}",
+            &doc,
+            false
+        ),
+        Ok("<no value>||".to_string())
+    );
+}

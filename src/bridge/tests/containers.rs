@@ -401,3 +401,27 @@ fn deregister_on_stop_acts_on_the_stop_signal_only() {
     w.event(Action::Kill(Some(15)), "a", None);
     assert!(w.calls().is_empty());
 }
+
+/// A process that survives its stop signal is registered again once `STOPPING_FOR` has passed
+/// without a `die`; a replayed `kill` (after a reconnect) is not acted on.
+#[test]
+fn a_container_that_survives_its_stop_signal_comes_back() {
+    let mut w = World::with(Options {
+        deregister_on_stop: true,
+        ..Options::default()
+    });
+    w.start("a", "a", &[]);
+    w.calls();
+    w.event(Action::Kill(Some(15)), "a", None);
+    assert_eq!(w.calls(), ["deregister h:a:80"]);
+    assert!(w.bridge.next_due().is_some(), "a timer to look again");
+    w.later(Duration::from_secs(60));
+    assert!(w.calls().is_empty(), "still in its grace period");
+    w.later(Duration::from_secs(61));
+    assert_eq!(w.calls(), ["register h:a:80"]);
+    assert!(w.bridge.stopping.is_empty());
+    // Replayed: nothing.
+    w.arrive(Action::Kill(Some(15)), "a", None, Arrival::Replayed);
+    assert!(w.calls().is_empty());
+    assert_eq!(w.ids(), ["h:a:80"]);
+}
