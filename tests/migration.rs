@@ -731,7 +731,7 @@ fn docker_tls_refusals_exit_at_start() {
         (
             vec![("DOCKER_CERT_PATH", certs.clone()), ("DOCKER_HOST", unix)],
             2,
-            "TLS needs tcp://host:port",
+            "TLS needs DOCKER_HOST=tcp://host:port",
         ),
     ] {
         let mut all: Vec<(&str, &str)> = vec![("DOCKER_HOST", &host), ("DOCKER_TLS_VERIFY", "1")];

@@ -572,7 +572,7 @@ impl Bridge {
                 self.stopping.remove(&ev.id);
                 self.remove(&ev.id)
             }
-            Action::Kill(signal) => self.killed(&ev.id, signal, arrival),
+            Action::Kill(signal) => self.killed(&ev.id, signal, ev.time_nano, arrival),
             Action::Pause => {
                 if self.registered.contains_key(&ev.id) {
                     log::info!("paused: {}; deregistering until unpaused", id12(&ev.id));
@@ -773,15 +773,20 @@ impl Bridge {
     /// SIGKILL) deregisters at once, without an inspect, so traffic drains during the stop's
     /// grace period; the `die` that follows finds nothing. Other signals (a reload's HUP) change
     /// nothing. Under `-deregister on-success` too: a stop is deliberate, not a failure.
-    /// A replayed `kill` (after a reconnect) is not acted on: the sync that followed the
-    /// reconnect saw the container as it is now, and its `die` follows if it stopped.
-    fn killed(&mut self, id: &str, signal: Option<u8>, arrival: Arrival) {
+    /// A `kill` that may be replayed (after a reconnect, or just after the subscription) is
+    /// checked first: one from before the container's latest start is old news.
+    fn killed(&mut self, id: &str, signal: Option<u8>, time_nano: i64, arrival: Arrival) {
         if !self.opts.deregister_on_stop || !self.registered.contains_key(id) {
             return;
         }
-        if arrival == Arrival::Replayed {
-            log::debug!("{}: replayed kill; nothing to do", id12(id));
-            return;
+        if arrival == Arrival::Replayed && time_nano > 0 {
+            if let Ok(Some(c)) = self.docker.inspect(id) {
+                let started = crate::template::exec::unix_seconds(&c.state.started_at);
+                if started.is_some_and(|s| s > time_nano / 1_000_000_000) {
+                    log::debug!("{}: kill from before its last start; ignored", id12(id));
+                    return;
+                }
+            }
         }
         let stop = self.stop_signals.get(id).copied().unwrap_or(SIGTERM);
         match signal {

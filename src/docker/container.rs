@@ -54,6 +54,9 @@ pub struct State {
     pub running: bool,
     #[serde(rename = "ExitCode", default, deserialize_with = "nullable")]
     pub exit_code: i64,
+    /// When it was last started (RFC 3339), to tell a replayed event from what came since.
+    #[serde(rename = "StartedAt", default, deserialize_with = "nullable")]
+    pub started_at: String,
     /// A paused container is also `Running`.
     #[serde(rename = "Paused", default, deserialize_with = "nullable")]
     pub paused: bool,
