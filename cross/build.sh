@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 TARGETS=(aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf arm-unknown-linux-musleabihf)
-ALL_NO_TLS=consul,consulkv,etcd,skydns2,coredns,zookeeper,file
+ALL_NO_TLS=consul,consulkv,etcd,skydns2,coredns,zookeeper,file,templates
 SINGLE=(consul consulkv etcd skydns2 coredns zookeeper file)
 BUDGET_ALL_NO_TLS=$((1024 * 1024))
 BUDGET_SINGLE=$((700 * 1024))

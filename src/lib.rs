@@ -90,9 +90,15 @@ pub mod bridge;
 pub mod cli;
 pub mod daemon;
 pub mod docker;
+#[cfg(feature = "templates")]
 pub mod httpget;
 pub mod percent;
 pub mod service;
+#[cfg(feature = "templates")]
+pub mod template;
+/// Without the `templates` feature: a tag value with `{{` is still told apart, and is an error.
+#[cfg(not(feature = "templates"))]
+#[path = "template/none.rs"]
 pub mod template;
 pub mod tls;
 pub mod watcher;

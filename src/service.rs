@@ -220,7 +220,10 @@ fn tags(c: &Container, settings: &Settings, own: &str, proto: &str) -> Result<Ve
     match &settings.tags_template {
         Some(t) => {
             let mut out = String::new();
+            #[cfg(feature = "templates")]
             let mut fetch = crate::httpget::get;
+            #[cfg(not(feature = "templates"))]
+            let mut fetch = |_: &str| Vec::new();
             t.render(&c.raw, Some(&mut fetch), &mut out)?;
             tags.extend(split_tags(&out));
         }
@@ -953,6 +956,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "templates")]
     #[test]
     fn real_engine_28_inspect() {
         // A container on the user network rgtr-cap, 80 published on 127.0.0.1, 443 exposed
@@ -1019,6 +1023,7 @@ mod tests {
         assert_eq!(ignored.len(), 2);
     }
 
+    #[cfg(feature = "templates")]
     /// Section 2.1's container: Hostname `myhost`, label `env=prod`, one port.
     fn templated(env: &[&str], port: &str) -> Container {
         let (p, proto) = port.split_once('/').unwrap();
@@ -1036,6 +1041,7 @@ mod tests {
         }))
     }
 
+    #[cfg(feature = "templates")]
     fn with_tags(tags: &str) -> Settings {
         let mut s = settings();
         if crate::template::Template::is_template(tags) {
@@ -1048,6 +1054,7 @@ mod tests {
 
     /// Vectors T1-T11 of spec/dropin.md section 2.1, in our tag order (written order, the
     /// service's own tags first), errors skipping only that service (Decisions T4).
+    #[cfg(feature = "templates")]
     #[test]
     fn service_tags_templates_t1_to_t11() {
         let tags = |env: &[&str], forced: &str, port: &str| -> Result<Vec<String>, String> {
@@ -1121,6 +1128,7 @@ mod tests {
     }
 
     /// T6 (fayrus's unit test): a broken template on one port leaves the other registered.
+    #[cfg(feature = "templates")]
     #[test]
     fn a_broken_port_template_skips_only_that_port() {
         let mut c = run(

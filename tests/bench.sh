@@ -28,7 +28,7 @@ build() { # NAME FEATURES
     cp "$(cross/build.sh build "$target" "$2")" "target/bench/registrator-$1"
 }
 build default default
-build all-no-tls consul,consulkv,etcd,skydns2,coredns,zookeeper,file
+build all-no-tls consul,consulkv,etcd,skydns2,coredns,zookeeper,file,templates
 build consul-only consul
 log "building the benchmark"
 cargo bench -q --bench bench --no-run 2>/dev/null || cargo bench --bench bench --no-run

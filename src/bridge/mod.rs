@@ -781,7 +781,7 @@ impl Bridge {
         }
         if arrival == Arrival::Replayed && time_nano > 0 {
             if let Ok(Some(c)) = self.docker.inspect(id) {
-                let started = crate::template::exec::unix_seconds(&c.state.started_at);
+                let started = crate::docker::container::unix_seconds(&c.state.started_at);
                 if started.is_some_and(|s| s > time_nano / 1_000_000_000) {
                     log::debug!("{}: kill from before its last start; ignored", id12(id));
                     return;

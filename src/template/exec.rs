@@ -637,31 +637,7 @@ fn frac(n: u64, unit: u64, suffix: &str) -> String {
 /// Go's zero `time.Time` in Unix seconds (0001-01-01).
 const ZERO_TIME: i64 = -62_135_596_800;
 
-/// RFC 3339 text as Unix seconds.
-pub fn unix_seconds(s: &str) -> Option<i64> {
-    let num = |a: usize, b: usize| s.get(a..b)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (h, mi, se) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    let rest = s.get(19..)?;
-    let rest = rest.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
-    let off = match rest {
-        "Z" => 0,
-        z if z.len() == 6 => {
-            let sign = if z.starts_with('-') { -1 } else { 1 };
-            sign * (z.get(1..3)?.parse::<i64>().ok()? * 3600
-                + z.get(4..6)?.parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    // Days from 1970-01-01 (Howard Hinnant's days_from_civil).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + mi * 60 + se - off)
-}
+pub use crate::docker::container::unix_seconds;
 
 /// The year of Unix seconds `secs` (and the rest of the date, unused).
 fn civil(secs: i64) -> (i64, i64, i64) {

@@ -200,10 +200,10 @@ fn call_unchecked<'a, 'f>(
         }
         Func::Eq | Func::Ne | Func::Lt | Func::Le | Func::Gt | Func::Ge => compare(f, a)?,
         Func::StrSlice => {
-            let (v, idx) = a
+            let (first, idx) = a
                 .split_first()
                 .ok_or("wrong number of args for strSlice: want at least 1 got 0")?;
-            let v = string(v)?;
+            let v = string(first)?;
             let mut ints = [0i64; 2];
             for (k, i) in idx.iter().enumerate() {
                 let i = int(i)?;
@@ -217,7 +217,16 @@ fn call_unchecked<'a, 'f>(
             } else {
                 &[]
             };
-            owned(str_slice(&v, idx)?)
+            let (i, j) = str_slice(&v, idx)?;
+            // A cut of the document's own text on character boundaries borrows it.
+            if let Val::Json(raw, _) = first {
+                if let Cow::Borrowed(whole) = text(raw) {
+                    if let Some(part) = whole.get(i..j) {
+                        return Ok(Val::Str(Cow::Borrowed(part)));
+                    }
+                }
+            }
+            owned(String::from_utf8_lossy(&v.as_bytes()[i..j]).into_owned())
         }
         Func::SIndex => {
             want(f, a, 2)?;
@@ -538,26 +547,26 @@ fn compare<'a>(f: Func, a: &[Val]) -> Result<Val<'a>> {
 }
 
 /// `strSlice(v, i...)` with its clamping rules; a negative index is an error (Go panics).
-fn str_slice(v: &str, idx: &[i64]) -> Result<String> {
-    let b = v.as_bytes();
-    let n = b.len() as i64;
-    let cut = |i: i64, j: i64| String::from_utf8_lossy(&b[i as usize..j as usize]).into_owned();
+fn str_slice(v: &str, idx: &[i64]) -> Result<(usize, usize)> {
+    let n = v.len() as i64;
     if let Some(&neg) = idx.iter().find(|&&i| i < 0) {
         return Err(format!("runtime error: slice bounds out of range [{neg}:]"));
     }
-    Ok(match *idx {
-        [i0] if n >= i0 => cut(i0, n),
+    let (i, j) = match *idx {
+        [i0] if n >= i0 => (i0, n),
         [i0, i1] if n >= i0 && n >= i1 => {
             if i0 == 0 {
-                cut(0, i1)
+                (0, i1)
             } else if i1 < i0 {
-                cut(i0, n)
+                (i0, n)
             } else {
-                cut(i0, i1)
+                (i0, i1)
             }
         }
-        _ => v.to_string(),
-    })
+        _ => (0, n),
+    };
+    // In range: both are checked against the length above, and not negative.
+    Ok((i as usize, j as usize))
 }
 
 /// `sIndex(i, s)`: clamps instead of failing; an empty slice is an error (Go panics).
@@ -862,6 +871,23 @@ fn fmt_json(raw: &[u8], ty: u8, sp: &Spec, out: &mut String, depth: usize) {
 
 /// One leaf under `sp`, padded to its width.
 fn leaf(l: Leaf, type_name: &str, sp: &Spec, out: &mut String) {
+    // What templates print most, a text or a number as `%v` with no width: straight into the
+    // output, nothing allocated on the way.
+    if sp.width.is_none() && sp.prec.is_none() && matches!(sp.verb, 'v' | 's') {
+        match &l {
+            Leaf::Str(s) => return out.push_str(s),
+            Leaf::Text(s) => return out.push_str(s),
+            Leaf::Bool(b) if sp.verb == 'v' => {
+                return out.push_str(if *b { "true" } else { "false" })
+            }
+            Leaf::Int(i) if sp.verb == 'v' && !sp.plus => {
+                use std::fmt::Write;
+                let _ = write!(out, "{i}");
+                return;
+            }
+            _ => {}
+        }
+    }
     let bad = |shown: String| format!("%!{}({type_name}={shown})", sp.verb);
     let s = match (&l, sp.verb) {
         (Leaf::Nil(None), 'v') | (Leaf::Nil(Some(_)), 'v') => "<nil>".to_string(),
