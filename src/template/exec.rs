@@ -558,7 +558,7 @@ pub fn print_as(v: &Val, out: &mut String, mode: Mode) {
         Val::Missing | Val::Nil => out.push_str("<nil>"),
         Val::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Val::Int(i) => out.push_str(&i.to_string()),
-        Val::Float(f) => out.push_str(&funcs::float_text(*f)),
+        Val::Float(f) => out.push_str(&super::fmt::float_text(*f)),
         Val::Str(s) | Val::Port(s) => out.push_str(s),
         Val::Bytes(b) => {
             out.push('[');
@@ -576,7 +576,9 @@ pub fn print_as(v: &Val, out: &mut String, mode: Mode) {
             out.push(']');
         }
         // `fmt` shows a pointer at the top as `&{...}`; an action follows it.
-        Val::Json(raw, ty) => funcs::print_value(raw, *ty, out, usize::from(mode == Mode::Action)),
+        Val::Json(raw, ty) => {
+            super::fmt::print_value(raw, *ty, out, usize::from(mode == Mode::Action))
+        }
     }
 }
 

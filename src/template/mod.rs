@@ -1,9 +1,9 @@
 //! Go `text/template` for tags, as gliderlabs master evaluates `-tags` and fayrus evaluates
-//! `SERVICE_TAGS` too (spec/dropin.md section 1, Decisions T1-T6): our own lexer and parser
-//! ([`parse`]), an evaluator over the container's inspect JSON with go-dockerclient's Go field
-//! names and Go's printing rules ([`exec`]), the built-ins and the 13 helpers ([`funcs`]), a
-//! raw JSON scanner that never builds a tree ([`json`]) and an RE2-subset matcher for the two
-//! `match*` helpers ([`regex`]).
+//! `SERVICE_TAGS` too (spec/dropin.md section 1, Decisions T1-T6): our own lexer ([`lex`]) and
+//! parser ([`parse`]), an evaluator over the container's inspect JSON ([`exec`]) typed by
+//! go-dockerclient's types ([`schema`]), the built-ins and the 13 helpers ([`funcs`]), Go's
+//! `fmt` for `printf` and printing ([`fmt`]), a raw JSON scanner that never builds a tree
+//! ([`json`]) and an RE2-subset matcher for the two `match*` helpers ([`regex`]).
 //!
 //! A template is parsed once ([`Template::parse`]; `SERVICE_*TAGS` sources go through a small
 //! per-thread cache, [`cached`]) and evaluated per service. Evaluation reads the inspect bytes
@@ -13,8 +13,10 @@
 //! operator's `-tags` gets one.
 
 pub mod exec;
+pub mod fmt;
 pub mod funcs;
 pub mod json;
+pub mod lex;
 pub mod parse;
 pub mod regex;
 pub mod schema;
