@@ -7,8 +7,9 @@
 //! `httpGet` listen on 127.0.0.1.
 
 mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::io::AsRawFd;
@@ -19,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use registrator::backend::base64;
+use etcd::{etcd3, etcd_range};
 use serde_json::{json, Value};
 
 fn consul() -> String {
@@ -448,35 +449,6 @@ fn port_range_keys_apply_inside_the_range_only() {
     assert_eq!(high["Meta"], json!({}));
 }
 
-/// Every key under `prefix` in the plain etcd, through its v3 gateway: key -> value.
-fn etcd3(prefix: &str) -> BTreeMap<String, String> {
-    let v = etcd_range("/v3/kv/range", prefix);
-    let text =
-        |v: &Value| String::from_utf8(base64::decode(v.as_str().unwrap_or("")).unwrap()).unwrap();
-    v["kvs"]
-        .as_array()
-        .map(|kvs| {
-            kvs.iter()
-                .map(|kv| (text(&kv["key"]), text(&kv["value"])))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// POST a range request (`/v3/kv/range` or `/v3/kv/deleterange`) for `prefix` to the plain
-/// etcd.
-fn etcd_range(path: &str, prefix: &str) -> Value {
-    let mut end = prefix.as_bytes().to_vec();
-    *end.last_mut().unwrap() += 1;
-    let body = json!({"key": base64::encode(prefix.as_bytes()), "range_end": base64::encode(&end)});
-    let url = format!("http://{}{path}", env("ETCD_ADDR"));
-    let text = ureq::post(&url)
-        .send(body.to_string().as_bytes())
-        .and_then(|mut r| r.body_mut().read_to_string())
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    serde_json::from_str(&text).unwrap()
-}
-
 /// A port on 127.0.0.1 where nothing listens.
 fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -500,7 +472,7 @@ fn etcd_endpoints_fail_over_from_a_dead_first_endpoint() {
     let key = format!("/migration/bb/{h}:failover:80");
     let want = format!("127.0.0.1:{}", host_port("failover", "80/tcp"));
     wait_for(&format!("etcd key {key}"), Some(&d), || {
-        (etcd3("/migration/").get(&key) == Some(&want)).then_some(())
+        (etcd3("/migration/").get(&key).map(|(v, _)| v) == Some(&want)).then_some(())
     });
     wait_log(
         &d,

@@ -5,6 +5,8 @@
 //! ZooKeeper 3.8. Each test reads what the server holds with its own API.
 
 mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -14,6 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use etcd::{etcd3, etcd_post};
 use registrator::backend::base64;
 use registrator::backend::zookeeper::codec as zk;
 use serde_json::{json, Value};
@@ -47,36 +50,6 @@ fn listed(env: &[(&str, &str)], uri: &str) -> (usize, usize) {
 }
 
 // ------------------------------------------------------------------ etcd --
-
-/// Every key under `prefix` in the plain etcd, through the v3 gateway: key -> (value, lease).
-fn etcd3(prefix: &str) -> BTreeMap<String, (String, String)> {
-    let mut end = prefix.as_bytes().to_vec();
-    *end.last_mut().unwrap() += 1;
-    let body = json!({"key": base64::encode(prefix.as_bytes()), "range_end": base64::encode(&end)});
-    let v = etcd_post("/v3/kv/range", &body);
-    let text =
-        |v: &Value| String::from_utf8(base64::decode(v.as_str().unwrap_or("")).unwrap()).unwrap();
-    v["kvs"]
-        .as_array()
-        .map(|kvs| {
-            kvs.iter()
-                .map(|kv| {
-                    let lease = kv["lease"].as_str().unwrap_or("").to_string();
-                    (text(&kv["key"]), (text(&kv["value"]), lease))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn etcd_post(path: &str, body: &Value) -> Value {
-    let url = format!("http://{}{path}", env("ETCD_ADDR"));
-    let text = ureq::post(&url)
-        .send(body.to_string().as_bytes())
-        .and_then(|mut r| r.body_mut().read_to_string())
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    serde_json::from_str(&text).unwrap()
-}
 
 /// Every leaf under `prefix` in the plain etcd's v2 keys: key -> (value, ttl).
 fn etcd2(prefix: &str) -> BTreeMap<String, (String, Option<u64>)> {

@@ -32,7 +32,8 @@ pub fn lock() -> MutexGuard<'static, ()> {
     g
 }
 
-fn required(var: &str) -> String {
+/// An environment variable tests/services.sh exports; its absence is a clear failure.
+pub fn required(var: &str) -> String {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => v,
         _ => panic!(
