@@ -48,6 +48,9 @@ pub struct Config {
     pub ip_from_container: bool,
     /// `-deregister-on-stop`: deregister at the `kill` of a stop, before the process exits.
     pub deregister_on_stop: bool,
+    /// `-swarm`: managers register swarm services' ingress ports; task containers are named
+    /// after their service.
+    pub swarm: bool,
     pub uri: String,
 }
 
@@ -201,6 +204,10 @@ const FLAGS: &[Flag] = &[
         names: &["deregister-on-stop", "deregister_on_stop"],
         set: Set::Bool(|p| &mut p.deregister_on_stop),
     },
+    Flag {
+        names: &["swarm"],
+        set: Set::Bool(|p| &mut p.swarm),
+    },
 ];
 
 struct Flag {
@@ -243,6 +250,7 @@ struct Parsed {
     deregister_on_shutdown: bool,
     ip_from_container: bool,
     deregister_on_stop: bool,
+    swarm: bool,
 }
 
 impl Default for Parsed {
@@ -266,6 +274,7 @@ impl Default for Parsed {
             deregister_on_shutdown: false,
             ip_from_container: false,
             deregister_on_stop: false,
+            swarm: false,
         }
     }
 }
@@ -317,6 +326,10 @@ Options (single or double dash; -flag=value or -flag value; -bool or -bool=false
                            (HUP, USR1) change nothing (default false)
   -deregister-on-shutdown  on SIGTERM/SIGINT remove every service this daemon registered
                            before exiting (default false: leave them, the containers still run)
+  -swarm                   Docker Swarm: on a manager, register each port a swarm service
+                           publishes in ingress mode at this node's address (-ip, else its
+                           swarm address), with the service's SERVICE_* labels; on every node,
+                           name task containers after their service (default false)
   -h, -help                print this help
   -V, -version             print the version
 
@@ -478,6 +491,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Usage
         require_healthy: p.require_healthy,
         deregister_on_shutdown: p.deregister_on_shutdown,
         ip_from_container: p.ip_from_container,
+        swarm: p.swarm,
         deregister_on_stop: p.deregister_on_stop,
         uri,
     })))

@@ -91,6 +91,7 @@ pub fn run(config: cli::Config) -> Result<(), Fail> {
         tags: config.tags.clone(),
         tags_template: config.tags_template.clone(),
         ip_from_container: config.ip_from_container,
+        swarm: config.swarm,
     };
 
     // The worker's input, made now so that the backend can report a lost session to it.
@@ -130,6 +131,7 @@ pub fn run(config: cli::Config) -> Result<(), Fail> {
             require_healthy: config.require_healthy,
             deregister_on_shutdown: config.deregister_on_shutdown,
             deregister_on_stop: config.deregister_on_stop,
+            swarm: config.swarm,
         },
     )
     .with_wake(tx.clone());
@@ -141,9 +143,10 @@ pub fn run(config: cli::Config) -> Result<(), Fail> {
         })
         .map_err(|e| Fail::Setup(format!("start worker thread: {e}")))?;
     let events_tx = tx.clone();
+    let swarm = config.swarm;
     thread::Builder::new()
         .name("events".into())
-        .spawn(move || watcher::run(endpoint, events_tx))
+        .spawn(move || watcher::run(endpoint, events_tx, swarm))
         .map_err(|e| Fail::Setup(format!("start event thread: {e}")))?;
 
     if let Ok(sig) = stop_rx.recv() {

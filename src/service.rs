@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::docker::container::{id12, Container, PortBinding};
+use crate::docker::swarm;
 use crate::template::{self, Template};
 
 /// What the flags and the host contribute to every service.
@@ -30,6 +31,8 @@ pub struct Settings {
     pub tags_template: Option<Arc<Template>>,
     /// `-ip-from-container`.
     pub ip_from_container: bool,
+    /// `-swarm`: a swarm task's container is named after its service by default.
+    pub swarm: bool,
 }
 
 /// One service to register.
@@ -102,7 +105,7 @@ pub fn services(
         .filter(|b| b.is_some() || settings.internal)
         .count();
 
-    let entries = entries(c);
+    let entries = entries(&c.config.env, &c.config.labels);
     for (key, binding) in &ports {
         let (port_text, proto) = match key.split_once('/') {
             Some((p, proto)) => (p, proto),
@@ -130,7 +133,7 @@ pub fn services(
 
         let mut name = match meta.get("name") {
             Some(n) if !n.is_empty() => n.to_string(),
-            _ => default_name(c),
+            _ => default_name(c, settings.swarm),
         };
         if name.is_empty() {
             // No image and no container name (only a hand-made API call gets here).
@@ -197,6 +200,117 @@ pub fn services(
             container_id: c.id.clone(),
             container_name: c.short_name().to_string(),
             exposed_port,
+            proto: proto.to_string(),
+        });
+    }
+    (out, ignored)
+}
+
+/// The registrations of a swarm service, made by a manager (`-swarm`): one per port published
+/// in ingress mode (the routing mesh answers on it on every node), at `addr` (this node's: `-ip`,
+/// else its swarm address) and the published port. Its `SERVICE_*` labels apply as a
+/// container's, keyed by the target port; the default name is the service's, the default ID
+/// `<hostname>:<service name>:<published port>[:udp]`. Host-mode ports are left to the task
+/// containers on the nodes they run on; a replicated service scaled to 0 has none. `key` is
+/// where the worker keeps them (their `container_id`). A `-tags` template is not rendered (its
+/// dot is a container); literal `-tags` apply.
+pub fn swarm_services(
+    s: &swarm::Service,
+    settings: &Settings,
+    addr: &str,
+    key: &str,
+) -> (Vec<Service>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut ignored = Vec::new();
+    let svc = s.spec.name.as_str();
+    if svc.is_empty() {
+        ignored.push(format!("swarm service {}: no name", id12(&s.id)));
+        return (out, ignored);
+    }
+    if s.scaled_to_zero() {
+        ignored.push(format!("swarm service {svc}: scaled to 0"));
+        return (out, ignored);
+    }
+    let ports: Vec<&swarm::PortConfig> = s.endpoint.ports.iter().filter(|p| p.ingress()).collect();
+    let entries = entries(&[], &s.spec.labels);
+    for p in &ports {
+        let proto = p.proto();
+        let (Ok(target), Ok(published)) = (
+            u16::try_from(p.target_port),
+            u16::try_from(p.published_port),
+        ) else {
+            ignored.push(format!(
+                "swarm service {svc}: port {}: not a port number",
+                p.target_port
+            ));
+            continue;
+        };
+        if published == 0 {
+            ignored.push(format!(
+                "swarm service {svc}: port {target}: not published yet"
+            ));
+            continue;
+        }
+        let target_text = target.to_string();
+        let meta = Metadata::for_port(&entries, &target_text, proto);
+        if meta.get("ignore").is_some_and(|v| !v.is_empty()) {
+            ignored.push(format!(
+                "swarm service {svc}: port {target} has SERVICE_IGNORE"
+            ));
+            continue;
+        }
+        if settings.explicit && meta.get("name").is_none_or(str::is_empty) {
+            ignored.push(format!(
+                "swarm service {svc}: port {target}: no SERVICE_NAME and -explicit"
+            ));
+            continue;
+        }
+        let mut name = match meta.get("name") {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => svc.to_string(),
+        };
+        if ports.len() > 1 && !meta.is_per_port("name") {
+            name = format!("{name}-{target}");
+        }
+        let id = match meta.get("id") {
+            Some(i) if !i.is_empty() => i.to_string(),
+            _ => {
+                let udp = if proto == "udp" { ":udp" } else { "" };
+                format!("{}:{svc}:{published}{udp}", settings.hostname)
+            }
+        };
+        let own = meta.get("tags").unwrap_or("");
+        if Template::is_template(own) {
+            ignored.push(format!(
+                "swarm service {svc}: port {target}: tags template: a swarm service has no container for its dot; use plain tags"
+            ));
+            continue;
+        }
+        let mut tags = split_tags(own);
+        tags.extend(settings.tags.iter().cloned());
+        if proto == "udp" {
+            tags.push("udp".into());
+        }
+        let label_ip = (settings.ip_label.as_ref())
+            .and_then(|l| s.spec.labels.get(l))
+            .filter(|v| !v.is_empty())
+            .map(|v| v.rsplit_once('/').map_or(v.as_str(), |(ip, _)| ip));
+        let attrs = meta
+            .values
+            .into_iter()
+            .filter(|(k, _)| !matches!(*k, "name" | "id" | "tags"))
+            .map(|(k, (v, _))| (k.to_string(), v.to_string()))
+            .collect();
+        out.push(Service {
+            id,
+            name,
+            ip: label_ip.unwrap_or(addr).to_string(),
+            port: published,
+            tags,
+            attrs,
+            container_id: key.to_string(),
+            container_name: svc.to_string(),
+            exposed_port: target,
             proto: proto.to_string(),
         });
     }
@@ -351,16 +465,12 @@ impl Entry<'_> {
     }
 }
 
-/// Every `SERVICE_*` entry of a container, parsed once for all its ports: env in order, then
-/// labels.
-fn entries(c: &Container) -> Vec<Entry<'_>> {
-    let env = c.config.env.iter().filter_map(|e| e.split_once('='));
+/// Every `SERVICE_*` entry of a container (or a swarm service, which has labels only), parsed
+/// once for all its ports: env in order, then labels.
+fn entries<'c>(env: &'c [String], labels: &'c BTreeMap<String, String>) -> Vec<Entry<'c>> {
+    let env = env.iter().filter_map(|e| e.split_once('='));
     let env = env.map(|(k, v)| (k, v, false));
-    let labels = c
-        .config
-        .labels
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str(), true));
+    let labels = labels.iter().map(|(k, v)| (k.as_str(), v.as_str(), true));
     env.chain(labels)
         .filter_map(|(key, value, label)| {
             let rest = key.strip_prefix("SERVICE_")?.to_lowercase();
@@ -429,8 +539,22 @@ impl<'a> Metadata<'a> {
     }
 }
 
+/// Label the swarm puts on a task's container: the name of the service it runs for.
+pub const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
+
 /// Last path segment of the image without tag or digest; the container name for a bare ID.
-pub fn default_name(c: &Container) -> String {
+/// With `swarm` (`-swarm`), a swarm task's container is named after its service.
+pub fn default_name(c: &Container, swarm: bool) -> String {
+    if swarm {
+        if let Some(s) = c
+            .config
+            .labels
+            .get(SWARM_SERVICE_LABEL)
+            .filter(|s| !s.is_empty())
+        {
+            return s.clone();
+        }
+    }
     let image = c.config.image.as_str();
     if image.is_empty() || image.starts_with("sha256:") {
         return c.short_name().to_string();
@@ -692,7 +816,7 @@ mod tests {
 
     #[test]
     fn default_names() {
-        let name = |image: &str| default_name(&run("ctr", image, &[], &[], &[]));
+        let name = |image: &str| default_name(&run("ctr", image, &[], &[], &[]), false);
         assert_eq!(name("redis:7"), "redis");
         assert_eq!(name("gliderlabs/foobar"), "foobar");
         assert_eq!(name("reg:5000/team/app:1.2"), "app");

@@ -24,7 +24,8 @@ const FUTURE_SLACK_S: i64 = 24 * 3600;
 /// ping that read it by milliseconds.
 const LIVE_AFTER_S: i64 = 2;
 
-pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
+/// With `swarm` (`-swarm`), the subscription includes swarm service and node events.
+pub fn run(endpoint: Endpoint, tx: Sender<Msg>, swarm: bool) {
     let mut client = Client::new(endpoint.clone());
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let mut last_nano: Option<i64> = None;
@@ -59,7 +60,7 @@ pub fn run(endpoint: Endpoint, tx: Sender<Msg>) {
                 continue;
             }
         };
-        let mut stream = match EventStream::open(&endpoint, Some(&since)) {
+        let mut stream = match EventStream::open(&endpoint, Some(&since), swarm) {
             Ok(s) => s,
             Err(e) => {
                 log::warn!("docker: subscribe to events: {e}");

@@ -19,6 +19,7 @@
 pub mod health;
 pub mod lanes;
 pub mod outbox;
+mod swarm;
 #[cfg(test)]
 mod tests;
 
@@ -33,7 +34,8 @@ use self::outbox::{Delivery, Op, Outbox, Outcome, Ready};
 use crate::backend::{Backend, Health};
 use crate::cli::Deregister;
 use crate::docker::container::{id12, Container};
-use crate::docker::events::{signal_number, Action, Event};
+use crate::docker::events::{signal_number, Action, Event, Kind};
+use crate::docker::swarm::SwarmInfo;
 use crate::docker::{self, Client};
 use crate::service::{self, Service, Settings};
 
@@ -52,6 +54,22 @@ pub trait Engine: Send {
     fn inspect(&mut self, id: &str) -> Result<Option<Container>, docker::Error>;
     /// Asks now for an inspect that follows soon, so that the engine works on it meanwhile.
     fn inspect_ahead(&mut self, _id: &str) {}
+    /// `-swarm`: this node's part in a swarm (`GET /info`).
+    fn swarm_info(&mut self) -> Result<SwarmInfo, docker::Error> {
+        Ok(SwarmInfo::default())
+    }
+    /// `-swarm`, on a manager: a node's address; `None` when the engine does not know it.
+    fn node_addr(&mut self, _id: &str) -> Result<Option<String>, docker::Error> {
+        Ok(None)
+    }
+    /// `-swarm`, on a manager: every swarm service.
+    fn services(&mut self) -> Result<Vec<docker::swarm::Service>, docker::Error> {
+        Ok(Vec::new())
+    }
+    /// `-swarm`, on a manager: a swarm service by ID; `None` when it is gone.
+    fn service(&mut self, _id: &str) -> Result<Option<docker::swarm::Service>, docker::Error> {
+        Ok(None)
+    }
 }
 
 impl Engine for Client {
@@ -63,6 +81,18 @@ impl Engine for Client {
     }
     fn inspect_ahead(&mut self, id: &str) {
         Client::inspect_ahead(self, id)
+    }
+    fn swarm_info(&mut self) -> Result<SwarmInfo, docker::Error> {
+        Client::swarm_info(self)
+    }
+    fn node_addr(&mut self, id: &str) -> Result<Option<String>, docker::Error> {
+        Client::node_addr(self, id)
+    }
+    fn services(&mut self) -> Result<Vec<docker::swarm::Service>, docker::Error> {
+        Client::services(self)
+    }
+    fn service(&mut self, id: &str) -> Result<Option<docker::swarm::Service>, docker::Error> {
+        Client::service(self, id)
     }
 }
 
@@ -107,6 +137,8 @@ pub struct Options {
     pub deregister_on_shutdown: bool,
     /// `-deregister-on-stop`.
     pub deregister_on_stop: bool,
+    /// `-swarm`.
+    pub swarm: bool,
 }
 
 /// Why a container is registered (again): what is logged, and whether services registered
@@ -140,7 +172,8 @@ pub struct Bridge {
     backend: Box<dyn Backend>,
     settings: Settings,
     opts: Options,
-    /// Container ID -> the services wanted in the registry for it (registered, or pending).
+    /// Container ID (or, with `-swarm`, `swarm:<service ID>`) -> the services wanted in the
+    /// registry for it (registered, or pending).
     registered: HashMap<String, Vec<Service>>,
     /// Container ID -> why its services are withheld (paused, not healthy), so that the line
     /// is logged when that changes, not on every health event (Podman sends one per check).
@@ -154,6 +187,8 @@ pub struct Bridge {
     stopping: HashMap<String, Instant>,
     health: Mirror,
     outbox: Outbox,
+    /// `-swarm`: what this node is in its swarm, and where its services are registered.
+    swarm: Option<swarm::Swarm>,
     /// Registry calls made beside the worker: started at the first sync with more than two
     /// containers or when the registry turns out slow; `None` for backends that offer none.
     lanes: Option<Lanes>,
@@ -197,6 +232,7 @@ impl Bridge {
         settings: Settings,
         opts: Options,
     ) -> Bridge {
+        let swarm = opts.swarm.then(swarm::Swarm::default);
         Bridge {
             docker,
             backend,
@@ -208,6 +244,7 @@ impl Bridge {
             stopping: HashMap::new(),
             health: Mirror::default(),
             outbox: Outbox::default(),
+            swarm,
             lanes: None,
             lanes_tried: false,
             waiting: VecDeque::new(),
@@ -558,7 +595,17 @@ impl Bridge {
     }
 
     fn event(&mut self, ev: Event, arrival: Arrival) {
-        log::debug!("event: {:?} {} ({arrival:?})", ev.action, id12(&ev.id));
+        log::debug!(
+            "event: {:?} {:?} {} ({arrival:?})",
+            ev.kind,
+            ev.action,
+            id12(&ev.id)
+        );
+        match ev.kind {
+            Kind::Container => {}
+            Kind::Service => return self.swarm_service_event(&ev.id),
+            Kind::Node => return self.swarm_node_event(&ev.id),
+        }
         match ev.action {
             Action::Start | Action::Unpause => {
                 self.stopping.remove(&ev.id);
@@ -678,12 +725,25 @@ impl Bridge {
                 _ => self.stop_signals.remove(&c.id),
             };
         }
-        let mut services = self.wanted(c, pass);
-        let id = c.id.as_str();
+        let services = self.wanted(c, pass);
         let health = c.state.health();
         let mirrors = self.backend.has_checks();
         let mirrored = health.filter(|_| mirrors && services.iter().any(docker_check));
-        let before = self.health.set(id, mirrored, self.clock.now());
+        let before = self.health.set(&c.id, mirrored, self.clock.now());
+        self.apply(&c.id, services, pass, mirrored, before);
+    }
+
+    /// Makes the registry hold `services` for `id` (a container, or a swarm service): registers
+    /// what is new (everything again on a pass that resends), deregisters what `id` no longer
+    /// has. `mirrored` is the Docker health its checks mirror now, `before` the one they did.
+    fn apply(
+        &mut self,
+        id: &str,
+        mut services: Vec<Service>,
+        pass: Pass,
+        mirrored: Option<Health>,
+        before: Option<Health>,
+    ) {
         let old = self.registered.remove(id).unwrap_or_default();
         let dropped: Vec<Service> = old
             .iter()
@@ -840,18 +900,34 @@ impl Bridge {
     /// services of containers that do not run.
     fn sync(&mut self, pass: Pass) {
         self.syncing = true;
-        self.sync_containers(pass);
+        let containers = self.sync_containers(pass);
+        // With -swarm: the swarm services, on a manager.
+        let swarm_complete = self.sync_swarm(pass);
+        if let (true, Some((names, complete))) = (self.opts.cleanup, containers) {
+            // What the registry holds is listed once every registration has been made.
+            self.idle();
+            if complete && swarm_complete {
+                self.cleanup(&names);
+            } else {
+                self.cleanup_due = true;
+                log::warn!(
+                    "cleanup deferred to the next sync: not every container or swarm service could be read"
+                );
+            }
+        }
         self.syncing = false;
         self.idle();
     }
 
-    /// [`Bridge::sync`]'s work, its registry calls on lanes.
-    fn sync_containers(&mut self, pass: Pass) {
+    /// [`Bridge::sync`]'s work for containers, its registry calls on lanes: the names of the
+    /// running containers whose services are not withheld, and whether every container could
+    /// be inspected; `None` when the engine did not list them.
+    fn sync_containers(&mut self, pass: Pass) -> Option<(HashSet<String>, bool)> {
         let running = match self.docker.running() {
             Ok(r) => r,
             Err(e) => {
                 log::error!("docker: list containers: {e}");
-                return;
+                return None;
             }
         };
         log::debug!("sync: {} running containers", running.len());
@@ -885,10 +961,8 @@ impl Bridge {
                 }
             }
         }
-        let stale: Vec<String> = self
-            .registered
-            .keys()
-            .filter(|id| !running.contains(id))
+        let stale: Vec<String> = (self.registered.keys())
+            .filter(|id| !swarm::is_key(id) && !running.contains(id))
             .cloned()
             .collect();
         for id in stale {
@@ -909,18 +983,7 @@ impl Bridge {
                 }
             }
         }
-        if self.opts.cleanup {
-            // What the registry holds is listed once every registration has been made.
-            self.idle();
-            if complete {
-                self.cleanup(&names);
-            } else {
-                self.cleanup_due = true;
-                log::warn!(
-                    "cleanup deferred to the next sync: not every container could be inspected"
-                );
-            }
-        }
+        Some((names, complete))
     }
 
     /// `-cleanup`: removes services in the registry with this host's default ID

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use crate::backend::Health;
 
 /// `null` reads as the type's default.
-fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(super) fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,

@@ -172,8 +172,20 @@ pub enum Action {
     Other(String),
 }
 
+/// What an event is about: a container, or (subscribed with `-swarm` only) a swarm service or
+/// node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Container,
+    /// `create`, `update`, `remove` of a swarm service; `id` is the service's ID.
+    Service,
+    /// A swarm node changed (joined, left, was promoted or demoted).
+    Node,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    pub kind: Kind,
     pub action: Action,
     pub id: String,
     /// Nanoseconds since the epoch, as the engine stamped it (0 when the engine gave none).
@@ -224,13 +236,16 @@ struct RawAttributes<'a> {
 #[derive(Deserialize, Default)]
 struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
-/// Decodes one event line. Returns `Ok(None)` for events that are not about containers
-/// (the engine is asked to filter, but the daemon does not rely on it).
+/// Decodes one event line. Returns `Ok(None)` for events that are not about containers,
+/// swarm services or nodes (the engine is asked to filter, but the daemon does not rely on it).
 pub fn decode(line: &[u8]) -> Result<Option<Event>, Error> {
     let raw: Raw = serde_json::from_slice(line).map_err(|e| Error::Json(e.to_string()))?;
-    if raw.typ.is_some_and(|t| t.0 != "container") {
-        return Ok(None);
-    }
+    let kind = match raw.typ.as_ref().map(|t| &*t.0) {
+        None | Some("container") => Kind::Container,
+        Some("service") => Kind::Service,
+        Some("node") => Kind::Node,
+        Some(_) => return Ok(None),
+    };
     let (actor_id, attributes) = match raw.actor {
         Some(a) => (a.id, a.attributes),
         None => (None, None),
@@ -267,6 +282,7 @@ pub fn decode(line: &[u8]) -> Result<Option<Event>, Error> {
         .unwrap_or(0);
     let exit_code = exit_code.and_then(|c| c.0.trim().parse().ok());
     Ok(Some(Event {
+        kind,
         action,
         id,
         time_nano,

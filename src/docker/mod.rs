@@ -5,6 +5,7 @@
 pub mod container;
 pub mod events;
 pub mod http;
+pub mod swarm;
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -35,6 +36,10 @@ pub const EVENT_STALL: Duration = Duration::from_secs(10);
 /// still sends it as `die`).
 /// `kill` is for `-deregister-on-stop` (one more event per stop; ignored without the flag).
 const EVENT_FILTER: &str = r#"{"type":["container"],"event":["start","die","died","destroy","remove","pause","unpause","health_status","kill"]}"#;
+/// With `-swarm`: also the swarm's service events (`create`, `update`, `remove`, each naming
+/// only the service) and node events (a promotion or demotion of this node). A container's own
+/// `create` and `update` come too, and are ignored.
+const SWARM_EVENT_FILTER: &str = r#"{"type":["container","service","node"],"event":["start","die","died","destroy","remove","pause","unpause","health_status","kill","create","update"]}"#;
 
 /// Where the engine listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -484,6 +489,46 @@ impl Client {
         }
     }
 
+    /// `GET /info`: whether this node is in a swarm, and a manager.
+    pub fn swarm_info(&mut self) -> Result<swarm::SwarmInfo, Error> {
+        let path = self.endpoint.path("/info");
+        let info: swarm::Info = self.get_json(&path)?.unwrap_or_default();
+        Ok(info.swarm)
+    }
+
+    /// `GET /nodes/{id}` (managers only): the node's address; `None` for a node not known.
+    pub fn node_addr(&mut self, id: &str) -> Result<Option<String>, Error> {
+        let path = self
+            .endpoint
+            .path(&format!("/nodes/{}", percent::encode(id)));
+        let node: Option<swarm::Node> = self.get_json(&path)?;
+        Ok(node.map(|n| n.status.addr))
+    }
+
+    /// `GET /services` (managers only; another node gets HTTP 503).
+    pub fn services(&mut self) -> Result<Vec<swarm::Service>, Error> {
+        let path = self.endpoint.path("/services");
+        self.get_json_streamed(&path)
+    }
+
+    /// `GET /services/{id}` (managers only); `None` for a service not known (removed).
+    pub fn service(&mut self, id: &str) -> Result<Option<swarm::Service>, Error> {
+        let path = self
+            .endpoint
+            .path(&format!("/services/{}", percent::encode(id)));
+        self.get_json(&path)
+    }
+
+    /// A JSON answer read whole; `None` for 404.
+    fn get_json<T: serde::de::DeserializeOwned>(&mut self, path: &str) -> Result<Option<T>, Error> {
+        let (head, body) = self.get(path)?;
+        match head.status {
+            200..=299 => serde_json::from_slice(&body).map(Some).map_err(Error::Json),
+            404 => Ok(None),
+            s => Err(Error::Status(s, error_message(&body))),
+        }
+    }
+
     /// Asks for the inspect of `id` now, on the kept-alive connection, and leaves its answer
     /// there for the [`Client::inspect`] of `id` that follows (HTTP/1.1 pipelining): the
     /// engine prepares it while the caller does something else. Nothing is sent without a
@@ -628,13 +673,20 @@ pub struct EventStream {
 impl EventStream {
     /// Sends the subscription (container events from `since`, `seconds.nanos`, if given).
     /// Does not wait for the response head: an engine may send none until the first event.
-    pub fn open(endpoint: &Endpoint, since: Option<&str>) -> Result<EventStream, Error> {
+    /// With `swarm`, service and node events too.
+    pub fn open(
+        endpoint: &Endpoint,
+        since: Option<&str>,
+        swarm: bool,
+    ) -> Result<EventStream, Error> {
         let mut conn = endpoint.connect()?;
         conn.set_timeout(Some(REQUEST_TIMEOUT))?;
-        let mut path = endpoint.path(&format!(
-            "/events?filters={}",
-            percent::encode(EVENT_FILTER)
-        ));
+        let filter = if swarm {
+            SWARM_EVENT_FILTER
+        } else {
+            EVENT_FILTER
+        };
+        let mut path = endpoint.path(&format!("/events?filters={}", percent::encode(filter)));
         if let Some(s) = since {
             path.push_str("&since=");
             path.push_str(&percent::encode(s));

@@ -4,6 +4,7 @@
 
 mod containers;
 mod delivery;
+mod swarm;
 
 use super::health::REPORT_EVERY;
 use super::lanes::LANES;
@@ -157,6 +158,7 @@ impl backend::Backend for Recorder {
 /// An event of container `id`, as the event reader hands it to the worker.
 fn event(action: Action, id: &str, exit_code: Option<i64>, arrival: Arrival) -> Msg {
     let ev = Event {
+        kind: Kind::Container,
         action,
         id: id.into(),
         time_nano: 1,

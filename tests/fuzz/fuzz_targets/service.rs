@@ -414,7 +414,7 @@ fn check_container(c: &Container, settings: &Settings, peer: Option<&str>) {
         }
     }
 
-    let name = default_name(c);
+    let name = default_name(c, settings.swarm);
     assert!(
         !name.is_empty() || c.short_name().is_empty(),
         "empty default name"
