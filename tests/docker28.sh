@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two more PRIVATE Docker engines for the end-to-end tests, next to tests/services.sh's (whose
+# Three more PRIVATE Docker engines for the end-to-end tests, next to tests/services.sh's (whose
 # engine functions this script sources and reuses; nothing here touches that engine):
 #
 #   * "docker28": Debian's docker.io 28.5.2 and containerd 2.1.9 from Debian UNSTABLE, fetched
@@ -12,11 +12,46 @@
 #     separate instance that listens ONLY on tcp://127.0.0.1:RGTR_TLS_DOCKER_PORT with
 #     --tlsverify (no unix socket at all), with a throwaway PKI made by openssl at every start
 #     (services.sh's make_tls): server certificate for IP:127.0.0.1, client certificate.
+#   * "swarm": the same 28.5 binaries as "docker28" as a third engine in DIR/swarm, made a
+#     single-node swarm manager on 127.0.0.1 (see "The swarm engine" below).
 #
-# Both have their own containerd, data root, exec root, bridge, cgroup parent and the network
+# All have their own containerd, data root, exec root, bridge, cgroup parent and the network
 # policy of tests/services.sh (no iptables, no ip forwarding or masquerading, DNS 127.0.0.1,
 # pulls through a dead proxy on 127.0.0.1:9), and the same images (bb, redis, nginx imported
-# from busybox-static); start checks a container's port published on 127.0.0.1 answers.
+# from busybox-static); start checks a container's port published on 127.0.0.1 answers. They
+# can all run at once, and next to services.sh's engine: distinct bridges, address pools,
+# sockets and cgroup parents (services.sh: rgtr0 10.213.77.1/24, Docker's default pools,
+# /rgtr-test; docker28: rgtr28 10.213.78.1/24, 10.213.80.0/21, /rgtr-test28; TLS: rgtr29
+# 10.213.79.1/24, 10.213.88.0/21, /rgtr-test-tls; swarm: below, /rgtr-test-swarm).
+#
+# The swarm engine (start-swarm):
+#   * bridge rgtrsw 10.213.96.1/24, user networks from 10.213.112.0/21;
+#   * docker_gwbridge made by this script BEFORE swarm init (else the swarm makes its own, on a
+#     default pool, with masquerading): 10.213.97.0/24, bridge rgtrgw, no ICC, no masquerading, and
+#     host_binding_ipv4=127.0.0.1, so that ports a service publishes in host mode (which
+#     docker-proxy binds through docker_gwbridge) are bound on 127.0.0.1 only;
+#   * docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377
+#     --data-path-addr 127.0.0.1 --default-addr-pool 10.213.128.0/20 (a /24 per network:
+#     ingress gets 10.213.128.0/24; if it ever came from elsewhere it is removed and made again
+#     on 10.213.143.0/24); the overlay network rgtr-ov (attachable, label rgtr-test) for tests;
+#   * dockerd listens on 127.0.0.1:2377 (control) and 127.0.0.1:7946 (gossip, TCP and UDP)
+#     only, checked; the data path (VXLAN, udp 4789) is a kernel socket Docker binds on
+#     0.0.0.0 whatever the flags (its vxlan devices have no local address), so start-swarm adds
+#     an iptables INPUT rule (comment "rgtr-swarm-vxlan DIR/swarm") that drops it from anything
+#     but lo; stop-swarm deletes it;
+#   * ingress-published ports do NOT work here: the routing mesh needs iptables and IPVS (the
+#     engine runs with --iptables=false, and this kernel has no ip_vs); services with them are
+#     accepted and their tasks run, but nothing listens on the published port;
+#   * dockerd runs with DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1: tasks use the local images;
+#     create services with --no-resolve-image;
+#   * start-swarm proves it works: a service on rgtr-ov publishing httpd in host mode on a free
+#     127.0.0.1 port converges, answers, and is removed again; any failure is fatal (non-zero
+#     exit, the dockerd log's end), and every swarm command has a timeout;
+#   * stop-swarm removes the services, leaves the swarm, removes containers and networks, stops
+#     the engine and removes what it left: the netns bind mounts under DIR/swarm/docker/exec/netns
+#     (ingress_sbox, 1-NETID, lb_NETID, per container), interfaces still attached to rgtrgw or
+#     rgtrsw, vx-* devices of its data path port, rgtrgw, rgtrsw, br-* bridges of its pool,
+#     the iptables rule, its cgroups. It also works after a crashed start or a killed engine.
 #
 # Usage:
 #   tests/docker28.sh fetch                  download (once) and unpack the 28.5 engine, print where
@@ -32,16 +67,24 @@
 #   tests/docker28.sh stop-tls-docker DIR    stop the TLS engine, state and certificates kept
 #   tests/docker28.sh start-tls-docker DIR   start it again (same port, same certificates)
 #   tests/docker28.sh restart-tls-docker DIR stop-tls-docker + start-tls-docker
+#   tests/docker28.sh start-swarm DIR        start the swarm engine (single-node manager), write DIR/swarm/env
+#   tests/docker28.sh stop-swarm DIR         leave the swarm, stop it, clean up (idempotent, also after a crash)
+#   tests/docker28.sh capture-swarm DIR [OUT]  capture *-swarm-28.5.* (and *-noswarm-28.5.*) into OUT
+#                                            (default tests/data); see cmd_capture_swarm
 #
 # Re-capturing the 28.5 test data (as root), then the fuzz seeds:
 #     d=$(mktemp -d /tmp/rgtr.XXXXXX) && tests/docker28.sh start "$d" &&
 #         tests/docker28.sh capture "$d"; tests/docker28.sh stop "$d"; rm -rf "$d"
 #     python3 tests/fuzz/seeds/make_seeds.py
 # (capture names the files after the engine's version, events-engine-28.5.raw and
-# inspect-engine-28.5.json; see cmd_capture for what the containers do.)
+# inspect-engine-28.5.json; see cmd_capture for what the containers do.) The swarm test data:
+#     d=$(mktemp -d /tmp/rgtr.XXXXXX) && tests/docker28.sh start-swarm "$d" &&
+#         tests/docker28.sh start "$d" && tests/docker28.sh capture-swarm "$d"
+#     tests/docker28.sh stop-swarm "$d"; tests/docker28.sh stop "$d"; rm -rf "$d"
+# (see cmd_capture_swarm for the services and what each file holds.)
 #
 # DIR may be at most 49 characters long (services.sh allows 60 for an engine's directory,
-# here DIR/docker28 and DIR/docker-tls; unix socket paths are limited to 108 bytes).
+# here DIR/docker28, DIR/docker-tls and DIR/swarm; unix socket paths are limited to 108 bytes).
 #
 # DIR/docker28/env exports DOCKER28_HOST (unix://DIR/docker28/docker.sock), DOCKER28_SOCK,
 # DOCKER28_DIR and DOCKER28_VERSION (the engine's version string).
@@ -55,6 +98,14 @@
 #                             certificate)
 #   RGTR_TLS_DOCKER_DIR       the engine's directory (DIR/docker-tls)
 # All keys are EC P-256 in PKCS#8 PEM, as services.sh's make_tls writes them.
+# DIR/swarm/env exports
+#   SWARM_DOCKER_HOST   unix://DIR/swarm/docker.sock
+#   SWARM_DOCKER_SOCK   that socket's path
+#   SWARM_DIR           the engine's directory (DIR/swarm)
+#   SWARM_NODE_ID       the manager's node ID
+#   SWARM_NODE_ADDR     its address in the swarm (127.0.0.1: /nodes/{id} Status.Addr)
+#   SWARM_VERSION       the engine's version string
+#   SWARM_OVERLAY       the attachable overlay network for tests (rgtr-ov)
 #
 # Environment (all optional):
 #   RGTR_CACHE                 cache root (default /var/cache/rgtr): RGTR_CACHE/apt holds the
@@ -72,6 +123,18 @@
 #   RGTR_TLS_BRIDGE            bridge of the TLS engine (default rgtr29)
 #   RGTR_TLS_BRIDGE_CIDR       its address (default 10.213.79.1/24)
 #   RGTR_TLS_POOL              pool of its user-defined networks (default 10.213.88.0/21)
+#   RGTR_SWARM_BRIDGE          bridge of the swarm engine (default rgtrsw)
+#   RGTR_SWARM_BRIDGE_CIDR     its address (default 10.213.96.1/24)
+#   RGTR_SWARM_POOL            pool of its local user-defined networks (default 10.213.112.0/21)
+#   RGTR_SWARM_GW_BRIDGE       bridge of its docker_gwbridge (default rgtrgw)
+#   RGTR_SWARM_GW_SUBNET       docker_gwbridge's subnet (default 10.213.97.0/24)
+#   RGTR_SWARM_ADDR_POOL       the swarm's pool of overlay networks (default 10.213.128.0/20)
+#   RGTR_SWARM_INGRESS_SUBNET  ingress's subnet when it must be made again (default 10.213.143.0/24)
+#   RGTR_SWARM_INGRESS_RECREATE=1  always make ingress again on RGTR_SWARM_INGRESS_SUBNET
+#   RGTR_SWARM_PORT            swarm control port on 127.0.0.1 (default 2377; gossip is always 7946)
+#   RGTR_SWARM_DATA_PORT       VXLAN data path port (default 4789)
+#   RGTR_SWARM_OVERLAY         name of the test overlay network (default rgtr-ov)
+#   RGTR_SWARM_PROBE_PORT      127.0.0.1 port of start-swarm's probe (default: a free one)
 #   RGTR_STORAGE_DRIVER, RGTR_BUSYBOX   as for tests/services.sh
 #
 # What Docker 28.5 + containerd 2.1 need beyond services.sh's 20.10 setup (found by trying on
@@ -156,9 +219,34 @@ select_engine() {
                     --tlskey "$CERTS/key.pem" -H "tcp://127.0.0.1:$TLS_PORT" "$@"
             }
             ;;
+        swarm)
+            set_paths "$base/swarm"
+            swarm_settings
+            # What start-swarm chose (stop-swarm must not depend on the caller's environment
+            # being the same as start-swarm's).
+            if [ -s "$DIR/swarm.conf" ]; then
+                # shellcheck disable=SC1091
+                source "$DIR/swarm.conf"
+            fi
+            ;;
         *) die "unknown engine $ENGINE" ;;
     esac
     ENVF=$DIR/env
+}
+
+# swarm_settings: the swarm engine's settings from the environment (see the header).
+swarm_settings() {
+    BRIDGE=${RGTR_SWARM_BRIDGE:-rgtrsw}
+    BRIDGE_CIDR=${RGTR_SWARM_BRIDGE_CIDR:-10.213.96.1/24}
+    POOL=${RGTR_SWARM_POOL:-10.213.112.0/21}
+    CGROUP_PARENT=/rgtr-test-swarm
+    GW_BRIDGE=${RGTR_SWARM_GW_BRIDGE:-rgtrgw}
+    GW_SUBNET=${RGTR_SWARM_GW_SUBNET:-10.213.97.0/24}
+    SWARM_POOL=${RGTR_SWARM_ADDR_POOL:-10.213.128.0/20}
+    INGRESS_SUBNET=${RGTR_SWARM_INGRESS_SUBNET:-10.213.143.0/24}
+    SWARM_PORT=${RGTR_SWARM_PORT:-2377}
+    DATA_PORT=${RGTR_SWARM_DATA_PORT:-4789}
+    OVERLAY=${RGTR_SWARM_OVERLAY:-rgtr-ov}
 }
 
 # ------------------------------------------------------- fetch (28.5) --
@@ -365,6 +453,18 @@ EOF
         --default-address-pool "base=$POOL,size=24"
 }
 
+# write_swarm_engine_config DRIVER: the 28.5 engine (write_engine28_config), plus
+# DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 in dockerd's environment: the swarm executor then
+# uses a task's image as it is found locally instead of first trying to pull it (which the
+# dead proxy would fail, logged as an error, before it falls back to the local image anyway).
+write_swarm_engine_config() {
+    local driver=$1 cmd
+    write_engine28_config "$driver"
+    eval "cmd=($(cat "$DOCKERD_CMD"))"
+    [ "${cmd[0]}" = env ] || die "the saved dockerd command does not start with env: ${cmd[*]}"
+    save_cmd "$DOCKERD_CMD" env DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 "${cmd[@]:1}"
+}
+
 # write_tls_engine_config DRIVER: services.sh's engine as it is (system dockerd 20.10), with
 # its `-H unix://SOCK` replaced by the TLS-only TCP listener.
 write_tls_engine_config() {
@@ -425,12 +525,253 @@ check_tls_refusals() {
     log "TLS engine refuses plain HTTP, clients without a certificate, and is not trusted under another CA"
 }
 
+# ------------------------------------------------------------- swarm --
+
+# sdk ARGS...: the docker CLI on the engine of DIR, never running longer than SDK_TIMEOUT
+# seconds (a swarm command waiting on a stuck manager must fail, not hang the tests).
+SDK_TIMEOUT=90
+sdk() { timeout -k 5 "$SDK_TIMEOUT" docker -H "unix://$SOCK" "$@"; }
+
+# write_swarm_conf: the swarm engine's settings, for stop-swarm and capture-swarm.
+write_swarm_conf() {
+    local v
+    for v in BRIDGE BRIDGE_CIDR POOL GW_BRIDGE GW_SUBNET SWARM_POOL INGRESS_SUBNET SWARM_PORT \
+        DATA_PORT OVERLAY; do
+        printf '%s=%q\n' "$v" "${!v}"
+    done >"$DIR/swarm.conf"
+}
+
+# vxlan_drop_rule -I|-D|-C: insert (once), delete (every copy) or check the iptables INPUT
+# rule that drops the swarm's VXLAN data path (udp DATA_PORT) arriving on anything but lo.
+# Docker makes its overlay networks' vxlan devices without a local address, so the kernel's
+# vxlan socket listens on 0.0.0.0:DATA_PORT (no process owns it, --data-path-addr does not
+# change that); with this rule only loopback traffic reaches it.
+vxlan_drop_rule() {
+    local rule=(-p udp --dport "$DATA_PORT" ! -i lo -m comment --comment "rgtr-swarm-vxlan $DIR" -j DROP)
+    case $1 in
+        -I)
+            iptables -w -C INPUT "${rule[@]}" 2>/dev/null ||
+                iptables -w -I INPUT 1 "${rule[@]}" ||
+                die "cannot add the iptables INPUT rule that keeps udp port $DATA_PORT (VXLAN) loopback-only"
+            ;;
+        -D)
+            command -v iptables >/dev/null 2>&1 || return 0
+            while iptables -w -D INPUT "${rule[@]}" 2>/dev/null; do :; done
+            ;;
+        -C) iptables -w -C INPUT "${rule[@]}" 2>/dev/null ;;
+    esac
+}
+
+# swarm_leave: remove every service, leave the swarm (best effort, for the stop).
+swarm_leave() {
+    local state ids
+    state=$(sdk info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)
+    case $state in
+        "" | inactive) return 0 ;;
+    esac
+    if [ "$state" = active ]; then
+        ids=$(sdk service ls -q 2>/dev/null)
+        if [ -n "$ids" ]; then
+            log "removing services"
+            # shellcheck disable=SC2086
+            sdk service rm $ids >/dev/null 2>&1
+        fi
+    fi
+    log "leaving the swarm (node state $state)"
+    sdk swarm leave --force >/dev/null 2>&1 || log "WARNING: docker swarm leave --force failed"
+}
+
+# kill_orphaned_proxies CIDR: docker-proxy processes a SIGKILLed dockerd left behind that
+# forward into CIDR (kill_orphaned_containers does this for the engine's own bridge).
+kill_orphaned_proxies() {
+    local cidr=$1 p exe args ip
+    for p in /proc/[0-9]*; do
+        p=${p#/proc/}
+        exe=$(readlink "/proc/$p/exe" 2>/dev/null) || continue
+        [ "${exe##*/}" = docker-proxy ] || continue
+        [ "$(awk '/^PPid:/ {print $2}' "/proc/$p/status" 2>/dev/null)" = 1 ] || continue
+        args=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || continue
+        ip=$(printf '%s\n' "$args" | sed -n 's/.*-container-ip \([0-9.]*\).*/\1/p')
+        if [ -n "$ip" ] && ip_in_cidr "$ip" "$cidr"; then
+            stop_pid "orphaned docker-proxy" "$p"
+        fi
+    done
+}
+
+# remove_swarm_links: what of the swarm engine a stop (or a crash) can leave in the host's
+# network namespace once its containers are gone and its namespaces unmounted: interfaces
+# still attached to its bridges, vxlan devices (Docker makes them here as vx-VNI-NETID,
+# then moves them into a network's namespace) of its data path port, the docker_gwbridge
+# bridge.
+remove_swarm_links() {
+    local br l
+    for br in "$GW_BRIDGE" "$BRIDGE"; do
+        ip link show "$br" >/dev/null 2>&1 || continue
+        while read -r l; do
+            [ -n "$l" ] || continue
+            log "deleting leftover interface $l (attached to $br)"
+            # (one whose peer's namespace is going away can vanish on its own meanwhile)
+            ip link del "$l" 2>/dev/null || ! ip link show "$l" >/dev/null 2>&1 ||
+                log "WARNING: cannot delete $l"
+        done < <(ip -o link show master "$br" 2>/dev/null | awk -F': ' '{sub(/@.*/, "", $2); print $2}')
+    done
+    while read -r l; do
+        [ -n "$l" ] || continue
+        log "deleting leftover vxlan device $l"
+        ip link del "$l" 2>/dev/null || log "WARNING: cannot delete $l"
+    done < <(ip -d -o link show type vxlan 2>/dev/null | awk -v p="$DATA_PORT" '{
+        n = $2; sub(/:$/, "", n); sub(/@.*/, "", n)
+        if (n ~ /^vx-/ && index($0, " dstport " p " ")) print n }')
+    if ip link show "$GW_BRIDGE" >/dev/null 2>&1; then
+        log "deleting bridge $GW_BRIDGE (docker_gwbridge)"
+        ip link del "$GW_BRIDGE" || log "WARNING: cannot delete bridge $GW_BRIDGE"
+    fi
+}
+
+# free_port: a TCP/UDP port nothing listens on (RGTR_SWARM_PROBE_PORT if set).
+free_port() {
+    local p i
+    if [ -n "${RGTR_SWARM_PROBE_PORT:-}" ]; then
+        ports_free "RGTR_SWARM_PROBE_PORT" "$RGTR_SWARM_PROBE_PORT"
+        printf '%s\n' "$RGTR_SWARM_PROBE_PORT"
+        return
+    fi
+    for ((i = 0; i < 200; i++)); do
+        p=$((20000 + RANDOM % 10000))
+        if ! port_in_use "$p"; then
+            printf '%s\n' "$p"
+            return
+        fi
+    done
+    die "no free port found in 20000-29999"
+}
+
+# swarm_fail MESSAGE: the dockerd log's end, then die.
+swarm_fail() {
+    log_tail "$DOCKERD_LOG"
+    die "$*"
+}
+
+# ensure_ingress: the ingress network's subnet must come from SWARM_POOL (else, or with
+# RGTR_SWARM_INGRESS_RECREATE=1, it is removed and made again on INGRESS_SUBNET).
+ensure_ingress() {
+    local subnet i
+    subnet=$(sdk network inspect ingress --format '{{range .IPAM.Config}}{{.Subnet}} {{end}}' 2>/dev/null) ||
+        swarm_fail "the swarm has no ingress network"
+    subnet=${subnet%% *}
+    if [ -n "$subnet" ] && ip_in_cidr "${subnet%/*}" "$SWARM_POOL" &&
+        [ "${subnet#*/}" -ge "${SWARM_POOL#*/}" ] && [ "${RGTR_SWARM_INGRESS_RECREATE:-0}" != 1 ]; then
+        log "ingress network on $subnet (from $SWARM_POOL)"
+        return
+    fi
+    log "ingress network on '$subnet': removing it, making it again on $INGRESS_SUBNET"
+    printf 'y\n' | sdk network rm ingress >/dev/null || swarm_fail "cannot remove the ingress network"
+    for ((i = 0; i < 200; i++)); do
+        sdk network inspect ingress >/dev/null 2>&1 || break
+        sleep 0.1
+    done
+    sdk network create --driver overlay --ingress --subnet "$INGRESS_SUBNET" ingress >/dev/null ||
+        swarm_fail "cannot create the ingress network on $INGRESS_SUBNET"
+    subnet=$(sdk network inspect ingress --format '{{range .IPAM.Config}}{{.Subnet}} {{end}}')
+    [ "${subnet%% *}" = "$INGRESS_SUBNET" ] ||
+        swarm_fail "the new ingress network is on '$subnet', not $INGRESS_SUBNET"
+    log "ingress network on $INGRESS_SUBNET"
+}
+
+# check_swarm_listeners: dockerd listens (TCP or UDP) on 127.0.0.1 only: the swarm's control
+# port and its gossip port 7946 (TCP and UDP) there, and the kernel's vxlan socket (the
+# data path) on 127.0.0.1 or, as it is, on 0.0.0.0 behind vxlan_drop_rule.
+check_swarm_listeners() {
+    local pid all bad w data
+    pid=$(pidfile_pid "$DOCKERD_PIDFILE") || swarm_fail "dockerd is not running"
+    all=$(ss -Htulnp 2>/dev/null)
+    bad=$(awk -v p="pid=$pid," 'index($0, p) && $5 !~ /^127\.0\.0\.1:/' <<<"$all")
+    [ -z "$bad" ] || swarm_fail "dockerd listens on more than 127.0.0.1: $bad"
+    for w in "tcp 127.0.0.1:$SWARM_PORT" "tcp 127.0.0.1:7946" "udp 127.0.0.1:7946"; do
+        awk -v p="pid=$pid," -v n="${w%% *}" -v a="${w#* }" '$1 == n && $5 == a && index($0, p)' \
+            <<<"$all" | grep -q . || swarm_fail "dockerd does not listen on $w"
+    done
+    data=$(awk -v s=":$DATA_PORT" '$1 == "udp" && substr($5, length($5) - length(s) + 1) == s {print $5}' <<<"$all" |
+        sort -u | paste -sd' ')
+    [ -n "$data" ] || swarm_fail "no socket on the data path port udp $DATA_PORT"
+    if [ "$data" != "127.0.0.1:$DATA_PORT" ]; then
+        vxlan_drop_rule -C || swarm_fail "the data path socket is on $data and the iptables rule that drops it is missing"
+        log "control 127.0.0.1:$SWARM_PORT, gossip 127.0.0.1:7946; data path: the kernel's vxlan socket on $data, reachable from lo only (iptables INPUT rule 'rgtr-swarm-vxlan')"
+    else
+        log "control 127.0.0.1:$SWARM_PORT, gossip 127.0.0.1:7946, data path 127.0.0.1:$DATA_PORT"
+    fi
+}
+
+# swarm_probe: a replicated service on the test overlay with a port published in host mode
+# (docker_gwbridge binds it on 127.0.0.1 only) answers on 127.0.0.1, then goes away again.
+swarm_probe() {
+    local port body="" i bad
+    port=$(free_port)
+    log "probe: service rgtr-probe (httpd) on $OVERLAY, published in host mode on 127.0.0.1:$port"
+    # (--init: httpd as PID 1 would ignore the SIGTERM of its removal)
+    if ! sdk service create --detach=false --quiet --no-resolve-image --stop-grace-period 1s \
+        --init --update-monitor 1s --name rgtr-probe --network "$OVERLAY" \
+        --publish "mode=host,published=$port,target=80" bb httpd -f -p 80 -h /tmp >"$DIR/probe.log" 2>&1; then
+        log_tail "$DIR/probe.log"
+        sdk service ps --no-trunc rgtr-probe >&2 || true
+        swarm_fail "the probe service did not converge"
+    fi
+    for ((i = 0; i < 100; i++)); do
+        body=$(curl_local -f --max-time 2 "http://127.0.0.1:$port/" 2>/dev/null) && break
+        sleep 0.1
+    done
+    [ "$body" = ok ] || swarm_fail "the probe service does not answer on http://127.0.0.1:$port/"
+    # (the vxlan socket exists once a network's namespace does, so with a task running)
+    check_swarm_listeners
+    bad=$(ss -Htuln "( sport = :$port )" 2>/dev/null | awk '$5 !~ /^127\.0\.0\.1:/')
+    [ -z "$bad" ] || swarm_fail "the probe's host-mode port is bound beyond 127.0.0.1: $bad"
+    sdk service rm rgtr-probe >/dev/null || swarm_fail "cannot remove the probe service"
+    for ((i = 0; i < 300; i++)); do
+        [ -z "$(sdk ps -aq --filter label=com.docker.swarm.service.name=rgtr-probe 2>/dev/null)" ] && break
+        sleep 0.1
+    done
+    [ -z "$(sdk ps -aq --filter label=com.docker.swarm.service.name=rgtr-probe)" ] ||
+        swarm_fail "the probe service's containers are still there 30s after its removal"
+    log "probe ok: http://127.0.0.1:$port/ answered from the swarm task; service removed"
+}
+
+# swarm_init: docker_gwbridge first (on GW_SUBNET, so that swarm does not make its own on a
+# default pool), then a single-node swarm on 127.0.0.1 with its networks from SWARM_POOL,
+# the test overlay, the checks and the probe.
+swarm_init() {
+    local state
+    log "docker_gwbridge on $GW_SUBNET (bridge $GW_BRIDGE, no ICC, no masquerading, ports on 127.0.0.1)"
+    sdk network create --driver bridge --subnet "$GW_SUBNET" \
+        --opt "com.docker.network.bridge.name=$GW_BRIDGE" \
+        --opt com.docker.network.bridge.enable_icc=false \
+        --opt com.docker.network.bridge.enable_ip_masquerade=false \
+        --opt com.docker.network.bridge.host_binding_ipv4=127.0.0.1 \
+        docker_gwbridge >/dev/null || swarm_fail "cannot create docker_gwbridge"
+    vxlan_drop_rule -I
+    log "swarm init (127.0.0.1:$SWARM_PORT, data path port $DATA_PORT, address pool $SWARM_POOL)"
+    # (its output has the join token: not kept)
+    sdk swarm init --advertise-addr 127.0.0.1 --listen-addr "127.0.0.1:$SWARM_PORT" \
+        --data-path-addr 127.0.0.1 --data-path-port "$DATA_PORT" \
+        --default-addr-pool "$SWARM_POOL" --default-addr-pool-mask-length 24 >/dev/null ||
+        swarm_fail "docker swarm init failed"
+    state=$(sdk info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.NodeAddr}}') ||
+        swarm_fail "docker info failed after swarm init"
+    [ "$state" = "active true 127.0.0.1" ] ||
+        swarm_fail "after swarm init: node state/manager/address '$state', not 'active true 127.0.0.1'"
+    ensure_ingress
+    sdk network create --driver overlay --attachable --label rgtr-test "$OVERLAY" >/dev/null ||
+        swarm_fail "cannot create the overlay network $OVERLAY"
+    log "overlay network $OVERLAY on $(sdk network inspect "$OVERLAY" --format '{{range .IPAM.Config}}{{.Subnet}}{{end}}')"
+    swarm_probe
+}
+
 # --------------------------------------------------------------- run --
 
 engine_stop_quiet() {
     set +e
     local ids
     if docker_ping; then
+        if [ "$ENGINE" = swarm ]; then swarm_leave; fi
         ids=$(dk ps -aq 2>/dev/null)
         if [ -n "$ids" ]; then
             log "removing containers"
@@ -439,13 +780,17 @@ engine_stop_quiet() {
         fi
         # User-defined networks: their br-* bridges outlive dockerd.
         dk network prune -f >/dev/null 2>&1
+        if [ "$ENGINE" = swarm ]; then dk network rm docker_gwbridge >/dev/null 2>&1; fi
     fi
     stop_engine
     kill_orphaned_containers
+    if [ "$ENGINE" = swarm ]; then kill_orphaned_proxies "$GW_SUBNET"; fi
     kill_leftovers
     unmount_all
+    if [ "$ENGINE" = swarm ]; then remove_swarm_links; fi
     remove_bridge
     remove_pool_bridges
+    if [ "$ENGINE" = swarm ]; then vxlan_drop_rule -D; fi
     remove_cgroups
     remove_run_containerd
     rm -f "$SOCK" "$CTRD_SOCK"
@@ -528,6 +873,49 @@ cmd_start28() {
     } >"$ENVF"
     trap - EXIT
     log "Docker $(server_version) engine up in $((SECONDS - t0))s; source $ENVF"
+}
+
+cmd_start_swarm() {
+    select_engine swarm "$1" create
+    local t0=$SECONDS driver
+    [ "$(id -u)" = 0 ] || die "must run as root (dockerd, bridges, mounts, iptables)"
+    need_cmd timeout "Debian package coreutils"
+    need_cmd iptables "Debian package iptables"
+    fetch_engine28
+    PATH=$ROOT28/usr/sbin:$ROOT28/usr/bin:$PATH check_engine_prereqs
+    [ "$DOCKER_PROXY" = "$ROOT28/usr/sbin/docker-proxy" ] ||
+        die "docker-proxy resolved to $DOCKER_PROXY, not the 28.5 one"
+    [ -e "$DOCKER_INIT" ] || die "docker-init ($DOCKER_INIT) is a dangling link (Debian package tini)"
+    check_busybox
+    fresh_dir
+    swarm_settings # a former start's swarm.conf served fresh_dir's cleanup only
+    ports_free "the swarm engine's control (RGTR_SWARM_PORT), gossip and data path (RGTR_SWARM_DATA_PORT) ports; is another swarm engine running?" \
+        "$SWARM_PORT" 7946 "$DATA_PORT"
+    write_swarm_conf
+    trap on_start_exit EXIT
+    driver=$(pick_storage_driver)
+    log "storage driver: $driver; $DOCKER28_DEB_VERSIONS; runc $(command -v runc)"
+    setup_bridge
+    write_swarm_engine_config "$driver"
+    start_engine
+    build_images
+    verify_published_port
+    swarm_init
+    print_server
+    local node
+    node=$(sdk info --format '{{.Swarm.NodeID}}') || swarm_fail "docker info failed"
+    [ -n "$node" ] || swarm_fail "no swarm node ID"
+    {
+        printf 'export SWARM_DOCKER_HOST=%q\n' "unix://$SOCK"
+        printf 'export SWARM_DOCKER_SOCK=%q\n' "$SOCK"
+        printf 'export SWARM_DIR=%q\n' "$DIR"
+        printf 'export SWARM_NODE_ID=%q\n' "$node"
+        printf 'export SWARM_NODE_ADDR=%q\n' 127.0.0.1
+        printf 'export SWARM_VERSION=%q\n' "$(server_version)"
+        printf 'export SWARM_OVERLAY=%q\n' "$OVERLAY"
+    } >"$ENVF"
+    trap - EXIT
+    log "Docker $(server_version) swarm manager $node up in $((SECONDS - t0))s; source $ENVF"
 }
 
 cmd_start_tls() {
@@ -721,6 +1109,310 @@ print("%s: %s on %s, ports %s" % (in_path, inspect["Name"], list(inspect["Networ
 PY
 }
 
+# cmd_capture_swarm BASE [OUT]: with the swarm engine of BASE running (and nothing else in its
+# swarm), the swarm test data, written into OUT (default tests/data) as received (bodies and
+# the event stream byte for byte; nothing re-indented). MM is the engine's major.minor (28.5).
+# The services it makes (all bb, --no-resolve-image, removed again at the end):
+#   cap-web     replicated, 1 replica, httpd, on the test overlay (SWARM_OVERLAY); port 80
+#               published twice: ingress 18080 and host mode 18081; labels SERVICE_NAME=web,
+#               SERVICE_80_NAME=www, SERVICE_TAGS=blue,green, SERVICE_80_CHECK_HTTP=/,
+#               SERVICE_80_CHECK_INTERVAL=5s; env SERVICE_REGION=eu1 (in its ContainerSpec)
+#   cap-dns     replicated, 1 replica, sleep; two ingress ports 18053->53, tcp and udp;
+#               SERVICE_NAME=dns; on the ingress network only
+#   cap-worker  replicated, 1 replica, sleep, on the overlay, nothing published, no labels
+#   cap-global  global (one task on the one node), httpd on the overlay, host mode 18082->80;
+#               SERVICE_NAME=edge
+#   cap-idle    replicated, made with 1 replica then scaled to 0 (so it has a PreviousSpec);
+#               ingress port 8080 with the published port left to the swarm (30000 and up);
+#               SERVICE_NAME=idle
+# Files:
+#   services-swarm-MM.json  GET /services: the five services above
+#   tasks-swarm-MM.json     GET /tasks: their tasks, the four running ones (cap-idle has none:
+#                           the swarm deletes the tasks a scale-down removes)
+#   nodes-swarm-MM.json     GET /nodes/{this node's ID}: the single manager (Status.Addr
+#                           127.0.0.1, ManagerStatus.Addr 127.0.0.1:2377)
+#   info-swarm-MM.json      GET /info on the manager (Swarm.LocalNodeState active,
+#                           ControlAvailable true)
+#   events-swarm-MM.raw     the raw HTTP response (head and chunked body exactly as received) of
+#                           the daemon's own -swarm request, GET /events?filters=
+#                           {"type":["container","service","node"],"event":["start","die",
+#                           "died","destroy","remove","pause","unpause","health_status","kill",
+#                           "create","update"]} (src/docker/mod.rs SWARM_EVENT_FILTER), while
+#                           service cap-ev (httpd on the overlay, --update-monitor 1s) is
+#                           created (a task container is created and started), scaled 1->2
+#                           (another starts) and 2->1 (one is killed and dies), updated with
+#                           --label-add rgtr.capture=1, then --publish-add mode=host,
+#                           published=18083,target=80 (a rolling update: the task is replaced),
+#                           the node updated (--label-add rgtr-capture=1, removed again after the
+#                           capture), and the service removed; cut right after the chunk of the
+#                           service remove event (the containers' kill/die/destroy come later)
+#   if the 28.5 engine of the same BASE runs (tests/docker28.sh start BASE), from it too:
+#   info-noswarm-MM.json    GET /info on an engine in no swarm (Swarm.LocalNodeState inactive)
+#   services-noswarm-MM.raw the raw HTTP response of GET /services there (503, JSON message)
+cmd_capture_swarm() {
+    local base=$1 out=${2:-$REPO/tests/data} ver noswarm="" others
+    select_engine swarm "$base"
+    docker_ping || die "the swarm engine of $DIR is not running (run '$0 start-swarm $base' first)"
+    need_cmd python3
+    mkdir -p "$out"
+    out=$(cd "$out" && pwd -P)
+    others=$(sdk service ls --format '{{.Name}}' | grep -v '^cap-' || true)
+    [ -z "$others" ] || die "capture-swarm needs a swarm without other services; it has: $(paste -sd' ' <<<"$others")"
+    # (a former capture's leftover cap-* services, which the capture removes first, may hold them)
+    if ! sdk service ls --format '{{.Name}}' | grep -q '^cap-'; then
+        ports_free "capture-swarm publishes host-mode ports 18081, 18082 and 18083" 18081 18082 18083
+    fi
+    if [ -S "$(dirname "$DIR")/docker28/docker.sock" ] &&
+        [ "$(curl_local --max-time 3 --unix-socket "$(dirname "$DIR")/docker28/docker.sock" \
+            http://localhost/_ping 2>/dev/null)" = OK ]; then
+        noswarm=$(dirname "$DIR")/docker28/docker.sock
+        log "the 28.5 engine of $(dirname "$DIR") runs: capturing its /info and /services too"
+    fi
+    ver=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -n 1)
+    timeout 600 python3 - "$SOCK" "$out" "$(server_version)" "${ver:-0.0.0}" "$OVERLAY" "$noswarm" <<'PY'
+"""Capture the swarm test data; see cmd_capture_swarm."""
+import json, os, socket, subprocess, sys, time, urllib.parse
+
+sock, out, engine, version, overlay, noswarm = sys.argv[1:7]
+major_minor = ".".join(engine.split(".")[:2])
+FILTER = ('{"type":["container","service","node"],"event":["start","die","died","destroy",'
+          '"remove","pause","unpause","health_status","kill","create","update"]}')
+MAX_SIZE = 40 * 1024
+COMMON = ["--detach", "--quiet", "--no-resolve-image", "--stop-grace-period", "1s"]
+HTTPD = ["bb", "httpd", "-f", "-p", "80", "-h", "/tmp"]
+
+
+def docker(*args):
+    try:
+        r = subprocess.run(["docker", "-H", "unix://" + sock] + list(args), stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        sys.exit("docker %s: timed out" % " ".join(args))
+    if r.returncode != 0:
+        sys.exit("docker %s: %s" % (" ".join(args), r.stderr.strip()))
+    return r.stdout.strip()
+
+
+def raw_get(path, on=None):
+    """The whole response to an HTTP/1.0 GET (neither chunked nor kept alive): head, body."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(30)
+    s.connect(on or sock)
+    s.sendall(("GET %s HTTP/1.0\r\nHost: docker\r\nUser-Agent: registrator/%s\r\n"
+               "Accept: application/json\r\n\r\n" % (path, version)).encode())
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+def body_of(path, on=None):
+    head, body = raw_get(path, on)
+    if not head.startswith(b"HTTP/1.0 200"):
+        sys.exit("GET %s: %r %r" % (path, head[:200], body[:300]))
+    json.loads(body)
+    return body
+
+
+def q(obj):
+    return urllib.parse.quote(json.dumps(obj, separators=(",", ":")), safe="")
+
+
+def running(service):
+    tasks = json.loads(body_of("/tasks?filters=" + q({"service": [service], "desired-state": ["running"]})))
+    return sum(1 for t in tasks if t["Status"]["State"] == "running")
+
+
+def containers(service):
+    return docker("ps", "-aq", "--filter", "label=com.docker.swarm.service.name=" + service).split()
+
+
+def wait(what, cond, timeout=90):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    sys.exit("timed out (%ds) waiting for %s" % (timeout, what))
+
+
+def remove_services(names):
+    if names:
+        docker("service", "rm", *names)
+        for n in names:
+            wait("the containers of %s to go" % n, lambda n=n: not containers(n))
+
+
+def write(name, data):
+    if len(data) > MAX_SIZE:
+        sys.exit("%s would be %d bytes (more than %d)" % (name, len(data), MAX_SIZE))
+    path = os.path.join(out, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    print("%s: %d bytes" % (path, len(data)))
+
+
+remove_services([n for n in docker("service", "ls", "--format", "{{.Name}}").split() if n.startswith("cap-")])
+node = json.loads(body_of("/info"))["Swarm"]["NodeID"]
+
+# --------------------------------------------------------------- the services --
+docker("service", "create", *COMMON, "--name", "cap-web", "--network", overlay,
+       "--publish", "published=18080,target=80", "--publish", "mode=host,published=18081,target=80",
+       "--label", "SERVICE_NAME=web", "--label", "SERVICE_80_NAME=www", "--label", "SERVICE_TAGS=blue,green",
+       "--label", "SERVICE_80_CHECK_HTTP=/", "--label", "SERVICE_80_CHECK_INTERVAL=5s",
+       "--env", "SERVICE_REGION=eu1", *HTTPD)
+docker("service", "create", *COMMON, "--name", "cap-dns",
+       "--publish", "published=18053,target=53,protocol=tcp",
+       "--publish", "published=18053,target=53,protocol=udp", "--label", "SERVICE_NAME=dns", "bb")
+docker("service", "create", *COMMON, "--name", "cap-worker", "--network", overlay, "bb")
+docker("service", "create", *COMMON, "--name", "cap-global", "--mode", "global", "--network", overlay,
+       "--publish", "mode=host,published=18082,target=80", "--label", "SERVICE_NAME=edge", *HTTPD)
+docker("service", "create", *COMMON, "--name", "cap-idle", "--publish", "target=8080",
+       "--label", "SERVICE_NAME=idle", "bb")
+for n in ("cap-web", "cap-dns", "cap-worker", "cap-global", "cap-idle"):
+    wait("a running task of " + n, lambda n=n: running(n) == 1)
+docker("service", "scale", "--detach", "cap-idle=0")
+wait("cap-idle to have no task running", lambda: running("cap-idle") == 0 and not containers("cap-idle"))
+for port in (18081, 18082):  # the host-mode ports answer on 127.0.0.1
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    reply = b""
+    while True:
+        b = c.recv(4096)
+        if not b:
+            break
+        reply += b
+    c.close()
+    if not reply.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")) or not reply.endswith(b"\r\n\r\nok\n"):
+        sys.exit("127.0.0.1:%d answered %r" % (port, reply[:200]))
+
+services = body_of("/services")
+names = sorted(s["Spec"]["Name"] for s in json.loads(services))
+if names != ["cap-dns", "cap-global", "cap-idle", "cap-web", "cap-worker"]:
+    sys.exit("unexpected services: %s" % names)
+tasks = body_of("/tasks")
+nodes = body_of("/nodes/" + node)
+info = body_of("/info")
+if json.loads(info)["Swarm"]["LocalNodeState"] != "active":
+    sys.exit("the swarm engine is in no swarm")
+if noswarm:
+    info_no = body_of("/info", noswarm)
+    if json.loads(info_no)["Swarm"]["LocalNodeState"] != "inactive":
+        sys.exit("the 28.5 engine is in a swarm")
+    head, body = raw_get("/services", noswarm)
+    if not head.startswith(b"HTTP/1.0 503"):
+        sys.exit("GET /services on the non-swarm engine: %r" % head)
+    services_no = head + b"\r\n\r\n" + body
+
+# ----------------------------------------------------------------- the events --
+ev = socket.socket(socket.AF_UNIX)
+ev.connect(sock)
+ev.sendall(("GET /events?filters=%s HTTP/1.1\r\nHost: docker\r\nUser-Agent: registrator/%s\r\n"
+            "Accept: application/json\r\n\r\n" % (urllib.parse.quote(FILTER, safe=""), version)).encode())
+ev.settimeout(0.2)
+raw = b""
+
+
+def chunks():
+    """(end offset of the chunk, event) for each complete chunk received so far."""
+    res = []
+    head_end = raw.find(b"\r\n\r\n")
+    if head_end < 0:
+        return res
+    i = head_end + 4
+    while True:
+        j = raw.find(b"\r\n", i)
+        if j < 0:
+            return res
+        size = int(raw[i:j].split(b";")[0], 16)
+        if size == 0 or len(raw) < j + 2 + size + 2:
+            return res
+        data = raw[j + 2:j + 2 + size]
+        if raw[j + 2 + size:j + 4 + size] != b"\r\n":
+            sys.exit("bad chunk framing at %d" % j)
+        for line in data.split(b"\n"):
+            if line.strip():
+                res.append((j + 4 + size, json.loads(line)))
+        i = j + 4 + size
+
+
+def count(typ, action, service=None, **attrs):
+    n = 0
+    for _, e in chunks():
+        a = e["Actor"]["Attributes"]
+        if e["Type"] != typ or e["Action"] != action:
+            continue
+        if service and a.get("com.docker.swarm.service.name", a.get("name")) != service:
+            continue
+        if all(a.get(k) == v for k, v in attrs.items()):
+            n += 1
+    return n
+
+
+def pump(what, cond, timeout=60):
+    global raw
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        try:
+            b = ev.recv(65536)
+        except socket.timeout:
+            continue
+        if not b:
+            sys.exit("the engine closed the event stream")
+        raw += b
+    sys.exit("timed out (%ds) waiting for %s in the event stream" % (timeout, what))
+
+
+time.sleep(0.5)
+docker("service", "create", *COMMON, "--name", "cap-ev", "--network", overlay, "--update-monitor", "1s",
+       "--update-delay", "0s", "--label", "SERVICE_NAME=ev", *HTTPD)
+pump("the first task container's start", lambda: count("container", "start", "cap-ev") >= 1)
+docker("service", "scale", "--detach", "cap-ev=2")
+pump("the second task container's start", lambda: count("container", "start", "cap-ev") >= 2)
+docker("service", "scale", "--detach", "cap-ev=1")
+pump("a task container's die", lambda: count("container", "die", "cap-ev") >= 1)
+n_upd = count("service", "update", "cap-ev")
+docker("service", "update", "--detach", "--label-add", "rgtr.capture=1", "cap-ev")
+pump("the label update", lambda: count("service", "update", "cap-ev") > n_upd)
+docker("service", "update", "--detach", "--publish-add", "mode=host,published=18083,target=80", "cap-ev")
+pump("the port update to complete", lambda: count("service", "update", "cap-ev", **{"updatestate.new": "completed"}) >= 1)
+docker("node", "update", "--label-add", "rgtr-capture=1", node)
+pump("the node update", lambda: count("node", "update") >= 1)
+docker("service", "rm", "cap-ev")
+pump("the service remove", lambda: count("service", "remove", "cap-ev") >= 1)
+ev.close()
+end = [off for off, e in chunks() if e["Type"] == "service" and e["Action"] == "remove"][0]
+raw = raw[:end]
+docker("node", "update", "--label-rm", "rgtr-capture", node)
+if not raw.startswith(b"HTTP/1.1 200 OK\r\n"):
+    sys.exit("unexpected event stream head: %r" % raw[:200])
+seen = ["%s %s%s" % (e["Type"], e["Action"], "".join(
+    " %s=%s" % (k, v) for k, v in sorted(e["Actor"]["Attributes"].items())
+    if k in ("replicas.old", "replicas.new", "updatestate.old", "updatestate.new", "signal", "exitCode")))
+    for _, e in chunks()]
+
+remove_services(["cap-web", "cap-dns", "cap-worker", "cap-global", "cap-idle"])
+wait("the containers of cap-ev to go", lambda: not containers("cap-ev"))
+
+write("services-swarm-%s.json" % major_minor, services)
+write("tasks-swarm-%s.json" % major_minor, tasks)
+write("nodes-swarm-%s.json" % major_minor, nodes)
+write("info-swarm-%s.json" % major_minor, info)
+write("events-swarm-%s.raw" % major_minor, raw)
+if noswarm:
+    write("info-noswarm-%s.json" % major_minor, info_no)
+    write("services-noswarm-%s.raw" % major_minor, services_no)
+print("events: " + "; ".join(seen))
+PY
+}
+
 # --------------------------------------------------------- commands --
 
 case ${1:-} in
@@ -734,6 +1426,10 @@ case ${1:-} in
         [ $# -eq 2 ] || [ $# -eq 3 ] || usage
         cmd_capture "$2" "${3:-}"
         ;;
+    capture-swarm)
+        [ $# -eq 2 ] || [ $# -eq 3 ] || usage
+        cmd_capture_swarm "$2" "${3:-}"
+        ;;
     *)
         [ $# -eq 2 ] || usage
         case $1 in
@@ -743,6 +1439,8 @@ case ${1:-} in
             start-docker) engine_steps docker28 "$2" start_engine ;;
             restart-docker) engine_steps docker28 "$2" stop_engine start_engine ;;
             start-tls) cmd_start_tls "$2" ;;
+            start-swarm) cmd_start_swarm "$2" ;;
+            stop-swarm) cmd_stop swarm "$2" ;;
             stop-tls) cmd_stop tls "$2" ;;
             stop-tls-docker) engine_steps tls "$2" stop_engine ;;
             start-tls-docker) engine_steps tls "$2" start_engine ;;
