@@ -210,10 +210,10 @@ pub fn services(
 /// in ingress mode (the routing mesh answers on it on every node), at `addr` (this node's: `-ip`,
 /// else its swarm address) and the published port. Its `SERVICE_*` labels apply as a
 /// container's, keyed by the target port; the default name is the service's, the default ID
-/// `<hostname>:<service name>:<published port>[:udp]`. Host-mode ports are left to the task
-/// containers on the nodes they run on; a replicated service scaled to 0 has none. `key` is
-/// where the worker keeps them (their `container_id`). A `-tags` template is not rendered (its
-/// dot is a container); literal `-tags` apply.
+/// `<hostname>:<service name>:<published port>[:udp]` (`:sctp` too). Host-mode ports are left
+/// to the task containers on the nodes they run on; a replicated service scaled to 0 has none.
+/// `key` is where the worker keeps them (their `container_id`). A `-tags` template is not
+/// rendered (its dot is a container); literal `-tags` apply.
 pub fn swarm_services(
     s: &swarm::Service,
     settings: &Settings,
@@ -274,10 +274,10 @@ pub fn swarm_services(
         }
         let id = match meta.get("id") {
             Some(i) if !i.is_empty() => i.to_string(),
-            _ => {
-                let udp = if proto == "udp" { ":udp" } else { "" };
-                format!("{}:{svc}:{published}{udp}", settings.hostname)
-            }
+            // As a container's, `:udp` for UDP; and the same for any protocol but TCP (SCTP),
+            // so that two protocols on one published port are two entries.
+            _ if proto == "tcp" => format!("{}:{svc}:{published}", settings.hostname),
+            _ => format!("{}:{svc}:{published}:{proto}", settings.hostname),
         };
         let own = meta.get("tags").unwrap_or("");
         if Template::is_template(own) {
@@ -363,7 +363,7 @@ fn address(
     let container_ip = if mode.starts_with("container:") {
         peer_ip
     } else {
-        c.ip(network)
+        c.ip_with(network, settings.swarm)
     };
 
     let (mut ip, mut port) = match binding {
@@ -1501,5 +1501,190 @@ mod tests {
         let lo = container(lo_json);
         assert_eq!(addr(&lo, &settings()), ("127.0.0.1".into(), 8080));
         assert_eq!(addr(&lo, &flag), ("172.17.0.2".into(), 8080));
+    }
+
+    /// `GET /services` of Docker 28.5.2 in a swarm (`tests/docker28.sh capture-swarm`).
+    const SWARM_SERVICES: &[u8] = include_bytes!("../tests/data/services-swarm-28.5.json");
+
+    fn swarm_of(name: &str, settings: &Settings) -> (Vec<Service>, Vec<String>) {
+        let list: Vec<swarm::Service> = serde_json::from_slice(SWARM_SERVICES).unwrap();
+        let s = list.iter().find(|s| s.spec.name == name).unwrap();
+        swarm_services(s, settings, "10.0.0.5", "swarm:x")
+    }
+
+    #[test]
+    fn swarm_services_of_a_real_swarm() {
+        let settings = Settings {
+            tags: vec!["all".into()],
+            swarm: true,
+            ..settings()
+        };
+        // An ingress port and a host-mode one: the ingress one only, with the labels of its
+        // target port.
+        let (web, _) = swarm_of("cap-web", &settings);
+        assert_eq!(web.len(), 1);
+        let w = &web[0];
+        assert_eq!(w.id, "hostname:cap-web:18080");
+        assert_eq!(
+            (w.name.as_str(), w.ip.as_str(), w.port),
+            ("www", "10.0.0.5", 18080)
+        );
+        assert_eq!((w.exposed_port, w.proto.as_str()), (80, "tcp"));
+        assert_eq!(w.tags, ["blue", "green", "all"]);
+        let attrs: Vec<(&str, &str)> = w
+            .attrs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(attrs, [("check_http", "/"), ("check_interval", "5s")]);
+        assert_eq!(
+            (w.container_id.as_str(), w.container_name.as_str()),
+            ("swarm:x", "cap-web")
+        );
+        // TCP and UDP on one published port: two IDs, the name suffixed as a container's.
+        let (dns, _) = swarm_of("cap-dns", &settings);
+        let got: Vec<(&str, &str, &[String])> = dns
+            .iter()
+            .map(|s| (s.id.as_str(), s.name.as_str(), &s.tags[..]))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("hostname:cap-dns:18053", "dns-53", &["all".to_string()][..]),
+                (
+                    "hostname:cap-dns:18053:udp",
+                    "dns-53",
+                    &["all".to_string(), "udp".to_string()][..]
+                ),
+            ]
+        );
+        // Scaled to 0, host mode only, no ports: nothing, and why for the first.
+        let (idle, why) = swarm_of("cap-idle", &settings);
+        assert!(idle.is_empty());
+        assert_eq!(why, ["swarm service cap-idle: scaled to 0"]);
+        assert!(swarm_of("cap-global", &settings).0.is_empty());
+        assert!(swarm_of("cap-worker", &settings) == (vec![], vec![]));
+    }
+
+    #[test]
+    fn swarm_service_metadata() {
+        let svc = |labels: serde_json::Value, ports: serde_json::Value| -> swarm::Service {
+            serde_json::from_value(json!({"ID": "id1", "Spec": {"Name": "api", "Labels": labels}, "Endpoint": {"Ports": ports}})).unwrap()
+        };
+        let port = |t: u64, p: u64| json!({"Protocol": "tcp", "TargetPort": t, "PublishedPort": p, "PublishMode": "ingress"});
+        let s = Settings {
+            swarm: true,
+            ..settings()
+        };
+        let run = |sv: &swarm::Service, st: &Settings| swarm_services(sv, st, "10.0.0.5", "k");
+        // SERVICE_ID, SERVICE_IGNORE per port, -explicit.
+        let sv = svc(
+            json!({"SERVICE_ID": "fixed", "SERVICE_81_IGNORE": "1"}),
+            json!([port(80, 8080), port(81, 8081)]),
+        );
+        let (out, why) = run(&sv, &s);
+        assert_eq!(
+            out.iter()
+                .map(|s| (s.id.as_str(), s.name.as_str()))
+                .collect::<Vec<_>>(),
+            [("fixed", "api-80")]
+        );
+        assert_eq!(why, ["swarm service api: port 81 has SERVICE_IGNORE"]);
+        let explicit = Settings {
+            explicit: true,
+            ..s.clone()
+        };
+        assert!(run(&svc(json!({}), json!([port(80, 8080)])), &explicit)
+            .0
+            .is_empty());
+        let named = svc(json!({"SERVICE_80_NAME": "x"}), json!([port(80, 8080)]));
+        assert_eq!(run(&named, &explicit).0[0].name, "x");
+        // -ip wins over nothing here: the address given is the manager's (the worker puts -ip
+        // there); -useIpFromLabel reads the service's labels.
+        let labelled = svc(json!({"ip": "10.9.9.9/24"}), json!([port(80, 8080)]));
+        let by_label = Settings {
+            ip_label: Some("ip".into()),
+            ..s.clone()
+        };
+        assert_eq!(run(&labelled, &by_label).0[0].ip, "10.9.9.9");
+        // A template in the service's tags: that port is skipped, with the reason; a -tags
+        // template is not rendered for a swarm service, literal -tags apply.
+        let t = svc(
+            json!({"SERVICE_TAGS": "{{.Name}}"}),
+            json!([port(80, 8080)]),
+        );
+        let (out, why) = run(&t, &s);
+        assert!(out.is_empty());
+        assert!(why[0].contains("tags template"), "{why:?}");
+        // Published port 0 (not allocated), and numbers out of range.
+        let odd = svc(
+            json!({}),
+            json!([port(80, 0), port(70000, 8080), port(80, 70000)]),
+        );
+        let (out, why) = run(&odd, &s);
+        assert!(out.is_empty());
+        assert_eq!(why.len(), 3, "{why:?}");
+        // No name: nothing.
+        let unnamed: swarm::Service = serde_json::from_value(
+            json!({"ID": "abcdef0123456789", "Endpoint": {"Ports": [port(80, 8080)]}}),
+        )
+        .unwrap();
+        assert_eq!(run(&unnamed, &s).1, ["swarm service abcdef012345: no name"]);
+    }
+
+    #[test]
+    fn swarm_task_containers() {
+        let labels = [
+            ("com.docker.swarm.service.name", "web"),
+            ("com.docker.swarm.task.name", "web.1.abc"),
+        ];
+        // Host mode: the binding on the container, as any container.
+        let c = run("web.1.abc", "bb:latest", &[("80", "18081")], &[], &labels);
+        let flag = Settings {
+            swarm: true,
+            ..settings()
+        };
+        let with = one(&c, &flag);
+        assert_eq!(
+            (with[0].id.as_str(), with[0].name.as_str(), with[0].port),
+            ("hostname:web.1.abc:80", "web", 18081)
+        );
+        // Without -swarm, the image's name, as before.
+        assert_eq!(one(&c, &settings())[0].name, "bb");
+        // -internal: the overlay's address, not ingress's (the routing mesh), whatever their
+        // names' order.
+        let internal = Settings {
+            internal: true,
+            ..flag.clone()
+        };
+        for overlay in ["app", "rgtr-ov"] {
+            let task = container(json!({
+                "Id": "0123456789abcdef0123456789abcdef",
+                "Name": "/web.2.def",
+                "State": {"Running": true},
+                "Config": {"Image": "nginx", "Labels": {"com.docker.swarm.service.name": "web"},
+                    "ExposedPorts": {"80/tcp": {}}},
+                "HostConfig": {"NetworkMode": "bridge"},
+                "NetworkSettings": {"Ports": {"80/tcp": null},
+                    "Networks": {"ingress": {"IPAddress": "10.0.0.4"}, overlay: {"IPAddress": "10.0.1.6"}}}
+            }));
+            let got = one(&task, &internal);
+            assert_eq!(
+                (got[0].ip.as_str(), got[0].port, got[0].name.as_str()),
+                ("10.0.1.6", 80, "web"),
+                "{overlay}"
+            );
+            // Without -swarm the order of names decides, as before.
+            let plain = Settings {
+                swarm: false,
+                ..internal.clone()
+            };
+            let want = if overlay < "ingress" {
+                "10.0.1.6"
+            } else {
+                "10.0.0.4"
+            };
+            assert_eq!(one(&task, &plain)[0].ip, want, "{overlay}");
+        }
     }
 }

@@ -1071,13 +1071,14 @@ impl Bridge {
 }
 
 /// The container name in a default service ID of this host: `<hostname>:<name>:<port>` or
-/// `<hostname>:<name>:<port>:udp`, with a name as Docker allows them.
+/// `<hostname>:<name>:<port>:udp` (`:sctp` for a swarm service's SCTP port), with a name as
+/// Docker allows them (a swarm service's name is one too).
 fn own_container<'a>(id: &'a str, hostname: &str) -> Option<&'a str> {
     let rest = id.strip_prefix(hostname)?.strip_prefix(':')?;
     let mut parts = rest.split(':');
     let (name, port) = (parts.next()?, parts.next()?);
     match (parts.next(), parts.next()) {
-        (None, _) | (Some("udp"), None) => {}
+        (None, _) | (Some("udp" | "sctp"), None) => {}
         _ => return None,
     }
     let name_ok = name

@@ -192,6 +192,14 @@ impl Container {
     /// The container's IP on `network` if named and present, else on its `NetworkMode` network,
     /// else on the first network by name that has one, else the legacy top-level address.
     pub fn ip(&self, network: Option<&str>) -> Option<&str> {
+        self.ip_with(network, false)
+    }
+
+    /// As [`Container::ip`]; with `swarm` (`-swarm`), the swarm's `ingress` network is taken
+    /// last: a task's container sits on it when its service publishes in ingress mode (with
+    /// `NetworkMode: bridge`), and its address there is the routing mesh's, not one a client
+    /// of the task reaches.
+    pub fn ip_with(&self, network: Option<&str>, swarm: bool) -> Option<&str> {
         let nets = &self.network_settings.networks;
         let on = |name: &str| {
             nets.get(name)
@@ -205,7 +213,14 @@ impl Container {
         network
             .and_then(on)
             .or_else(|| on(mode))
-            .or_else(|| nets.values().flatten().find_map(Network::ip))
+            .or_else(|| {
+                let mesh = |name: &String| swarm && name == "ingress";
+                let first = |pick: &dyn Fn(&String) -> bool| {
+                    (nets.iter().filter(|(name, _)| pick(name)))
+                        .find_map(|(_, n)| n.as_ref().and_then(Network::ip))
+                };
+                first(&|name| !mesh(name)).or_else(|| first(&mesh))
+            })
             .or_else(|| {
                 let ns = &self.network_settings;
                 v4_else_v6(&ns.ip_address, &ns.global_ipv6_address)

@@ -406,9 +406,11 @@ mod tests {
     /// bytes, or cut in two anywhere.
     fn at_every_split(raw: &[u8]) -> Vec<Event> {
         let all = events(raw, raw.len()).unwrap();
-        assert!(all
-            .iter()
-            .all(|e| e.id.len() == 64 && e.time_nano > 1_700_000_000_000_000_000));
+        // Container IDs are 64 hex digits, swarm service and node IDs 25 characters.
+        assert!(all.iter().all(|e| {
+            let id_len = if e.kind == Kind::Container { 64 } else { 25 };
+            e.id.len() == id_len && e.time_nano > 1_700_000_000_000_000_000
+        }));
         assert!(all.windows(2).all(|w| w[0].time_nano <= w[1].time_nano));
         for step in 1..64 {
             assert_eq!(events(raw, step).unwrap(), all, "step {step}");
@@ -663,5 +665,57 @@ mod tests {
         for bad in ["", "SIGNOPE", "RTMIN+99", "300"] {
             assert_eq!(signal_number(bad), None, "{bad}");
         }
+    }
+
+    /// Real bytes from Docker 28.5.2 in a swarm, subscribed with the `-swarm` filter, while a
+    /// service was created, scaled 1 -> 2 -> 1, given a label, then a host-mode port (a rolling
+    /// update), the node given a label, and the service removed (`tests/docker28.sh
+    /// capture-swarm`).
+    const CAPTURED_SWARM: &[u8] = include_bytes!("../../tests/data/events-swarm-28.5.raw");
+
+    #[test]
+    fn captured_swarm_stream_at_every_split() {
+        let all = at_every_split(CAPTURED_SWARM);
+        let count = |k: Kind| all.iter().filter(|e| e.kind == k).count();
+        assert_eq!(
+            (
+                count(Kind::Service),
+                count(Kind::Node),
+                count(Kind::Container)
+            ),
+            (10, 1, 13)
+        );
+        let service: Vec<&Event> = all.iter().filter(|e| e.kind == Kind::Service).collect();
+        assert!(service.iter().all(|e| e.id == service[0].id));
+        assert_eq!(service[0].action, Action::Other("create".into()));
+        assert_eq!(service[9].action, Action::Destroy, "a service's remove");
+        // A container's create, now subscribed to, is nothing the worker acts on.
+        assert!(all.contains(&Event {
+            action: Action::Other("create".into()),
+            ..all
+                .iter()
+                .find(|e| e.kind == Kind::Container)
+                .unwrap()
+                .clone()
+        }));
+    }
+
+    #[test]
+    fn event_types() {
+        let line = |t: &str| format!(r#"{{"Type":"{t}","Action":"update","Actor":{{"ID":"x"}}}}"#);
+        let kind = |t: &str| decode(line(t).as_bytes()).unwrap().map(|e| e.kind);
+        assert_eq!(kind("container"), Some(Kind::Container));
+        assert_eq!(kind("service"), Some(Kind::Service));
+        assert_eq!(kind("node"), Some(Kind::Node));
+        for other in [
+            "network", "secret", "config", "image", "volume", "plugin", "daemon", "",
+        ] {
+            assert_eq!(kind(other), None, "{other}");
+        }
+        let untyped = r#"{"status":"start","id":"abc"}"#;
+        assert_eq!(
+            decode(untyped.as_bytes()).unwrap().unwrap().kind,
+            Kind::Container
+        );
     }
 }

@@ -762,7 +762,10 @@ mod tests {
     /// with the next canned response, written a few bytes at a time.
     fn fake_engine(responses: Vec<Vec<u8>>) -> (PathBuf, std::thread::JoinHandle<Vec<String>>) {
         use std::io::BufRead;
-        let (path, listener) = fake_socket(&responses.len().to_string());
+        // One socket per call: tests run in parallel.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (path, listener) = fake_socket(&format!("engine{n}"));
         let server = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
             let mut r = io::BufReader::new(s.try_clone().unwrap());
@@ -907,6 +910,46 @@ mod tests {
         );
     }
 
+    #[test]
+    fn swarm_calls_on_an_engine_in_no_swarm_and_in_one() {
+        // Docker 28.5.2's answer to GET /services outside a swarm, as received.
+        let refused = include_bytes!("../../tests/data/services-noswarm-28.5.raw").to_vec();
+        let services = include_str!("../../tests/data/services-swarm-28.5.json");
+        let info = include_bytes!("../../tests/data/info-swarm-28.5.json");
+        let answer = |status: &str, body: &[u8]| {
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            [head.as_bytes(), body].concat()
+        };
+        let gone = answer(
+            "404 Not Found",
+            br#"{"message":"service nonexistent not found"}"#,
+        );
+        // The 503 (HTTP/1.0) closes the connection: last.
+        let (path, server) = fake_engine(vec![
+            answer("200 OK", info),
+            chunked(services, 100),
+            gone,
+            refused,
+        ]);
+        let mut c = Client::new(Endpoint::unix(path));
+        assert_eq!(c.swarm_info().unwrap().node_addr, "127.0.0.1");
+        assert_eq!(c.services().unwrap().len(), 5);
+        assert!(c.service("nonexistent").unwrap().is_none());
+        match c.services() {
+            Err(Error::Status(503, m)) => {
+                assert!(m.starts_with("This node is not a swarm manager."), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let paths = server.join().unwrap();
+        assert_eq!(
+            paths,
+            ["/info", "/services", "/services/nonexistent", "/services"]
+        );
+    }
     #[test]
     fn a_list_cut_short_is_an_error_not_a_shorter_list() {
         let mut cut = chunked(r#"[{"Id":"a"},{"Id":"b"}]"#, 5);

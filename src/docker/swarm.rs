@@ -145,3 +145,98 @@ impl PortConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Real answers of Docker 28.5.2 (API 1.51) in a single-node swarm, and of one in none
+    /// (`tests/docker28.sh capture-swarm`).
+    const SERVICES: &[u8] = include_bytes!("../../tests/data/services-swarm-28.5.json");
+    const INFO: &[u8] = include_bytes!("../../tests/data/info-swarm-28.5.json");
+    const INFO_NO_SWARM: &[u8] = include_bytes!("../../tests/data/info-noswarm-28.5.json");
+    const NODE: &[u8] = include_bytes!("../../tests/data/nodes-swarm-28.5.json");
+
+    fn by_name(list: &[Service], name: &str) -> Service {
+        let found = list.iter().find(|s| s.spec.name == name);
+        found.cloned().unwrap_or_else(|| panic!("{name}"))
+    }
+
+    #[test]
+    fn captured_services() {
+        let list: Vec<Service> = serde_json::from_slice(SERVICES).unwrap();
+        assert_eq!(list.len(), 5);
+        let web = by_name(&list, "cap-web");
+        assert_eq!(web.id, "k6d8xjdkv3qi3vhdfysyo02jb");
+        assert_eq!(web.spec.labels["SERVICE_80_NAME"], "www");
+        let ports: Vec<(u64, u64, &str, bool)> = (web.endpoint.ports.iter())
+            .map(|p| (p.target_port, p.published_port, p.proto(), p.ingress()))
+            .collect();
+        assert_eq!(ports, [(80, 18080, "tcp", true), (80, 18081, "tcp", false)]);
+        let dns = by_name(&list, "cap-dns");
+        let protos: Vec<&str> = dns.endpoint.ports.iter().map(PortConfig::proto).collect();
+        assert_eq!(protos, ["tcp", "udp"]);
+        // Scaled to 0, global, and no ports at all.
+        assert!(by_name(&list, "cap-idle").scaled_to_zero());
+        let global = by_name(&list, "cap-global");
+        assert!(!global.scaled_to_zero() && global.spec.mode.replicated.is_none());
+        assert!(by_name(&list, "cap-worker").endpoint.ports.is_empty());
+        // One service, as `GET /services/{id}` answers.
+        let one =
+            serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(SERVICES).unwrap()[2])
+                .unwrap();
+        let s: Service = serde_json::from_slice(&one).unwrap();
+        assert_eq!(s.spec.name, "cap-web");
+    }
+
+    #[test]
+    fn captured_info_and_node() {
+        let info: Info = serde_json::from_slice(INFO).unwrap();
+        assert_eq!(info.swarm.role(), Role::Manager);
+        assert_eq!(info.swarm.node_addr, "127.0.0.1");
+        assert_eq!(info.swarm.node_id.len(), 25);
+        let none: Info = serde_json::from_slice(INFO_NO_SWARM).unwrap();
+        assert_eq!(none.swarm.local_node_state, "inactive");
+        assert_eq!(none.swarm.role(), Role::Outside);
+        let node: Node = serde_json::from_slice(NODE).unwrap();
+        assert_eq!(node.status.addr, "127.0.0.1");
+    }
+
+    #[test]
+    fn roles() {
+        let info = |state: &str, control| SwarmInfo {
+            local_node_state: state.into(),
+            control_available: control,
+            ..SwarmInfo::default()
+        };
+        assert_eq!(info("active", true).role(), Role::Manager);
+        assert_eq!(info("active", false).role(), Role::Worker);
+        for state in ["", "inactive", "pending", "error", "locked"] {
+            assert_eq!(info(state, true).role(), Role::Outside, "{state}");
+        }
+    }
+
+    #[test]
+    fn nulls_read_as_empty_and_wrong_types_are_errors() {
+        let s: Service = serde_json::from_str(
+            r#"{"ID":null,"Spec":{"Name":null,"Labels":null,"Mode":null},"Endpoint":{"Ports":[{"Protocol":null,"TargetPort":null,"PublishedPort":null,"PublishMode":null}]}}"#,
+        )
+        .unwrap();
+        let p = &s.endpoint.ports[0];
+        assert_eq!((p.proto(), p.ingress(), p.target_port), ("tcp", true, 0));
+        let list: Vec<Service> =
+            serde_json::from_str("[{},{\"Spec\":null,\"Endpoint\":null}]").unwrap();
+        assert_eq!(list.len(), 2);
+        let info: Info = serde_json::from_str(r#"{"Swarm":null}"#).unwrap();
+        assert_eq!(info.swarm.role(), Role::Outside);
+        for bad in [
+            r#"{"Endpoint":{"Ports":[{"TargetPort":-1}]}}"#,
+            r#"{"Endpoint":{"Ports":[{"TargetPort":"80"}]}}"#,
+            r#"{"Spec":{"Labels":{"a":1}}}"#,
+            r#"{"Spec":{"Mode":{"Replicated":{"Replicas":-2}}}}"#,
+            r#"{"Endpoint":{"Ports":{}}}"#,
+        ] {
+            assert!(serde_json::from_str::<Service>(bad).is_err(), "{bad}");
+        }
+    }
+}

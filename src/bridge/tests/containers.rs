@@ -195,6 +195,8 @@ fn cleanup_removes_only_this_hosts_services_of_containers_not_running() {
         ]
     );
     assert_eq!(own_container("h:a.b_c-1:8080:udp", "h"), Some("a.b_c-1"));
+    assert_eq!(own_container("h:dns:53:sctp", "h"), Some("dns"));
+    assert_eq!(own_container("h:dns:53:tcp", "h"), None);
     assert_eq!(own_container("h:-a:80", "h"), None);
     assert_eq!(own_container("h:a:123456", "h"), None);
     assert_eq!(own_container("h::80", "h"), None);
