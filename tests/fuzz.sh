@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the pure parts of the daemon with cargo-fuzz (libFuzzer): the HTTP response decoder
 # (targets `chunked` and `head`), the /events stream decoder (`events`), the container to
-# services mapping (`service`) and the tag templates (`template`). The targets and their
+# services mapping (`service`), the tag templates (`template`) and the swarm answers and swarm
+# services mapping (`swarm`). The targets and their
 # invariants are described at the top of each tests/fuzz/fuzz_targets/<target>.rs.
 #
 #   tests/fuzz.sh [SECONDS]             each target for SECONDS (default 600), one after another
@@ -31,10 +32,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-usage="usage: tests/fuzz.sh [SECONDS [TARGET...]]   (targets: chunked head events service template)"
+usage="usage: tests/fuzz.sh [SECONDS [TARGET...]]   (targets: chunked head events service template swarm)"
 seconds=${1:-600}
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || { echo "$usage" >&2; exit 2; }
-targets=(chunked head events service template)
+targets=(chunked head events service template swarm)
 if (( $# > 1 )); then
     shift
     for t in "$@"; do

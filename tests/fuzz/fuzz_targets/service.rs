@@ -3,8 +3,8 @@
 //! ports, port bindings, networks, network mode, image and name), with the flags from the
 //! first bytes. Also `split_tags` and `default_name` against what their comments promise.
 //!
-//! Input: four bytes of settings (the fourth: `-ip-from-container`, and a `-tags` template
-//! from a small table), then fields separated by 0x00. A field's first byte picks
+//! Input: four bytes of settings (the fourth: `-ip-from-container`, `-swarm`, and a `-tags`
+//! template from a small table), then fields separated by 0x00. A field's first byte picks
 //! its kind (low 3 bits) and an entry of that kind's table of odd values (the other bits);
 //! the rest is raw text (`0x02 n text` repeats `text` to `n * 64` bytes); a label's key and
 //! value, and a binding's spec and raw text, are separated by 0x01.
@@ -79,6 +79,7 @@ const LABELS: &[&str] = &[
     "SERVICE_=",
     "SERVICE_53_TAGS",
     "SERVICE_REGION",
+    "com.docker.swarm.service.name",
 ];
 const PORTS: &[&str] = &[
     "80/tcp",
@@ -152,12 +153,15 @@ fuzz_target!(|data: &[u8]| {
             .collect(),
         tags_template: None,
         ip_from_container: false,
+        swarm: false,
     };
     let peer = (b0 & 0x20 != 0).then(|| PEERS[usize::from(b2) % 4]);
-    // Bit 0: -ip-from-container; bit 1: a -tags template (in place of the literal -tags).
+    // Bit 0: -ip-from-container; bit 1: a -tags template (in place of the literal -tags);
+    // bit 7: -swarm.
     let b3 = src.byte();
     let mut settings = settings;
     settings.ip_from_container = b3 & 1 != 0;
+    settings.swarm = b3 & 0x80 != 0;
     if b3 & 2 != 0 {
         let t = TEMPLATES[usize::from(b3 >> 2) % TEMPLATES.len()];
         settings.tags_template = Some(Arc::new(Template::parse(t).expect("a valid template")));
@@ -419,7 +423,11 @@ fn check_container(c: &Container, settings: &Settings, peer: Option<&str>) {
         !name.is_empty() || c.short_name().is_empty(),
         "empty default name"
     );
-    if name != c.short_name() {
+    let label = c.config.labels.get("com.docker.swarm.service.name");
+    if settings.swarm && label.is_some_and(|l| !l.is_empty()) {
+        // A task's container: its service's name, as the label has it.
+        assert_eq!(Some(&name), label, "-swarm: the service's name");
+    } else if name != c.short_name() {
         assert!(
             !name.contains(['/', ':', '@']),
             "default name {name:?} keeps a separator"

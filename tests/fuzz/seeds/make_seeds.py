@@ -82,6 +82,34 @@ def head():
                                           raw_date=b"Thu, 01 Jan 1970 00:00:00 GMT"))
 
 
+def swarm_seeds():
+    """The swarm target: settings (2 bytes), then JSON (flags bit 0 clear) or fields (set)."""
+    services = json.loads(open(os.path.join(DATA, "services-swarm-28.5.json"), "rb").read())
+    write("swarm", "services-28.5", bytes([0x00, 0]) + json.dumps(services).encode())
+    write("swarm", "services-28.5-ip-explicit", bytes([0x16, 1]) + json.dumps(services).encode())
+    for s in services:
+        write("swarm", "service-" + s["Spec"]["Name"], bytes([0x08, 0]) + json.dumps(s).encode())
+    for name in ("info-swarm-28.5.json", "info-noswarm-28.5.json", "nodes-swarm-28.5.json"):
+        write("swarm", name.rsplit(".", 1)[0], bytes([0, 0]) + open(os.path.join(DATA, name), "rb").read())
+    # Fields: kind in the low 2 bits (0 name, 1 label, 2 port, 3 replicas), a table entry above.
+    def port(proto, mode, target, published):
+        sub = proto + 6 * mode
+        return bytes([2 | sub << 2]) + b"%d,%d" % (target, published)
+    fields = [
+        bytes([0]) + b"x",
+        bytes([1 | 5 << 2]) + b"\x01www",          # SERVICE_80_NAME=www
+        bytes([1 | 3 << 2]) + b"\x01a,b",          # SERVICE_TAGS=a,b
+        port(0, 0, 80, 8080), port(1, 0, 53, 5353), port(0, 1, 81, 8081), port(2, 2, 1, 0),
+        bytes([3]) + b"\x01",
+    ]
+    write("swarm", "built", bytes([0x01, 0]) + b"\x00".join(fields))
+    write("swarm", "built-zero", bytes([0x1f, 2]) + b"\x00".join(fields[:4] + [bytes([3]) + b"\x04"]))
+    # The swarm event stream goes to the events and chunked targets.
+    raw = open(os.path.join(DATA, "events-swarm-28.5.raw"), "rb").read()
+    write("events", "swarm-28.5", bytes([0]) + cut() + raw)
+    write("chunked", "events-swarm-28.5", cut() + raw)
+
+
 def events():
     for v, raw in EVENTS_RAWS.items():
         write("events", "engine-" + v, bytes([0]) + cut() + raw)
@@ -181,3 +209,4 @@ if __name__ == "__main__":
     events()
     service()
     template()
+    swarm_seeds()
