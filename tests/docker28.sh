@@ -1127,8 +1127,6 @@ PY
 #               SERVICE_NAME=idle
 # Files:
 #   services-swarm-MM.json  GET /services: the five services above
-#   tasks-swarm-MM.json     GET /tasks: their tasks, the four running ones (cap-idle has none:
-#                           the swarm deletes the tasks a scale-down removes)
 #   nodes-swarm-MM.json     GET /nodes/{this node's ID}: the single manager (Status.Addr
 #                           127.0.0.1, ManagerStatus.Addr 127.0.0.1:2377)
 #   info-swarm-MM.json      GET /info on the manager (Swarm.LocalNodeState active,
@@ -1295,7 +1293,6 @@ services = body_of("/services")
 names = sorted(s["Spec"]["Name"] for s in json.loads(services))
 if names != ["cap-dns", "cap-global", "cap-idle", "cap-web", "cap-worker"]:
     sys.exit("unexpected services: %s" % names)
-tasks = body_of("/tasks")
 nodes = body_of("/nodes/" + node)
 info = body_of("/info")
 if json.loads(info)["Swarm"]["LocalNodeState"] != "active":
@@ -1402,7 +1399,6 @@ remove_services(["cap-web", "cap-dns", "cap-worker", "cap-global", "cap-idle"])
 wait("the containers of cap-ev to go", lambda: not containers("cap-ev"))
 
 write("services-swarm-%s.json" % major_minor, services)
-write("tasks-swarm-%s.json" % major_minor, tasks)
 write("nodes-swarm-%s.json" % major_minor, nodes)
 write("info-swarm-%s.json" % major_minor, info)
 write("events-swarm-%s.raw" % major_minor, raw)
