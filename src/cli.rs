@@ -540,8 +540,12 @@ mod tests {
             "ip",
             "file:///x",
         ]);
-        assert!(!c.internal && c.explicit && c.cleanup);
+        assert!(!c.internal && c.explicit && c.cleanup && !c.swarm);
         assert_eq!(c.ip_label.as_deref(), Some("ip"));
+        for form in ["-swarm", "--swarm", "-swarm=true"] {
+            assert!(ok(&[form, "consul:"]).swarm, "{form}");
+        }
+        assert!(!ok(&["-swarm=false", "consul:"]).swarm);
         assert_eq!(
             ok(&["--use-ip-from-label=l", "x:"]).ip_label.as_deref(),
             Some("l")

@@ -20,13 +20,15 @@
 //!   the engine goes away, replays missed events with `since=`, and asks for a full sync after
 //!   every (re)connect. Marks each event live or replayed ([`bridge::Arrival`]): only a
 //!   replayed `die` is checked against the engine before its services go. Blocks in `read`;
-//!   no timers.
+//!   no timers. With `-swarm` the subscription has swarm service and node events too.
 //! - **worker** ([`bridge`]): applies messages strictly in arrival order, so one container's
 //!   events are handled in the engine's order. Inspects containers over its own kept-alive
 //!   connection, turns them into services with the pure [`service::services`], and hands each
 //!   change to its outbox ([`bridge::outbox`]), the only retry queue, which calls the
 //!   [`backend::Backend`]. Timers (`-resync`, `-ttl-refresh`, retries, health reports) are
 //!   deadlines in its `recv_timeout`; the current time is an argument of everything below it.
+//!   With `-swarm` on a manager it also turns swarm services into entries (`bridge/swarm.rs`),
+//!   kept beside the containers' so that every path above treats them alike.
 //! - **lanes** ([`bridge::lanes`], Consul only): two threads, each with a registry connection of
 //!   its own, started at the first sync of more than two containers or when the registry is
 //!   slow. They make a sync's calls while the worker inspects the next containers, and, while
@@ -56,12 +58,14 @@
 //! | delivery: pending changes, backoff, outages | [`bridge::outbox`] |
 //! | registry calls made beside the worker (a sync, a slow registry) | [`bridge::lanes`] |
 //! | Docker health mirrored to registry checks | [`bridge::health`] |
+//! | `-swarm` in the worker: this node's role, swarm services' entries | `bridge/swarm.rs` |
 //! | the event reader and its reconnects | [`watcher`] |
 //! | sans-I/O HTTP/1.1 response head and body decoder | [`docker::http`] |
 //! | event line splitting and decoding | [`docker::events`] |
 //! | the inspect JSON fields read | [`docker::container`] |
+//! | the swarm answers read (`/info`, `/nodes`, `/services`) | [`docker::swarm`] |
 //! | the socket I/O around those cores | [`docker`] (`docker/mod.rs`) |
-//! | container + flags -> services (spec section 4), pure | [`service`] |
+//! | container (or swarm service) + flags -> services (spec section 4), pure | [`service`] |
 //! | Go templates in tags: parser, evaluator over the inspect JSON, helpers | [`template`] |
 //! | `httpGet` of `-tags` templates: one bounded HTTP GET | [`httpget`] |
 //! | our own TCP streams, plain or TLS (engine over TLS, `httpGet` of https) | [`tls`] |

@@ -3,7 +3,9 @@
 # end-to-end tests of the release binary against a private Docker engine and the real registries
 # that tests/services.sh starts on 127.0.0.1 (Consul on HTTP, HTTPS and a Unix socket; etcd
 # plain and TLS; ZooKeeper) and stops again on exit, plus a second engine that serves only TLS
-# on 127.0.0.1 (tests/docker28.sh start-tls: RGTR_TLS_DOCKER_*). Needs root (dockerd).
+# on 127.0.0.1 (tests/docker28.sh start-tls: RGTR_TLS_DOCKER_*) and a third that is a
+# single-node swarm manager on 127.0.0.1 (tests/docker28.sh start-swarm: SWARM_*). Needs root
+# (dockerd).
 #
 #   tests/run.sh [extra cargo test arguments, e.g. a test name]
 #
@@ -18,6 +20,7 @@ cleanup() {
     bash tests/podman.sh stop "$dir" || true
     bash tests/docker28.sh stop "$dir" || true
     bash tests/docker28.sh stop-tls "$dir" || true
+    bash tests/docker28.sh stop-swarm "$dir" || true
     if [ -s "$dir/figures.txt" ]; then
         echo "--- figures measured by the tests ---"
         cat "$dir/figures.txt"
@@ -38,6 +41,11 @@ source "$dir/env"
 bash tests/docker28.sh start-tls "$dir"
 # shellcheck disable=SC1091
 source "$dir/docker-tls/env"
+# The engine of the swarm tests (tests/swarm.rs): Docker 28.5 as a single-node swarm manager,
+# its control, gossip and data ports on 127.0.0.1; the run fails if it cannot start.
+bash tests/docker28.sh start-swarm "$dir"
+# shellcheck disable=SC1091
+source "$dir/swarm/env"
 
 # One engine and one set of servers are shared, so the end-to-end tests run one at a time.
 cargo test --release --all-features -- --test-threads=1 "$@"
