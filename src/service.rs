@@ -106,6 +106,7 @@ pub fn services(
         .count();
 
     let entries = entries(&c.config.env, &c.config.labels);
+    let fallback = default_name(c, settings.swarm);
     for (key, binding) in &ports {
         let (port_text, proto) = match key.split_once('/') {
             Some((p, proto)) => (p, proto),
@@ -120,44 +121,23 @@ pub fn services(
             continue;
         }
         let meta = Metadata::for_port(&entries, port_text, proto);
-        if meta.get("ignore").is_some_and(|v| !v.is_empty()) {
-            ignored.push(format!("{id} port {port_text} has SERVICE_IGNORE"));
-            continue;
-        }
-        if settings.explicit && meta.get("name").is_none_or(str::is_empty) {
-            ignored.push(format!(
-                "{id} port {port_text}: no SERVICE_NAME and -explicit"
-            ));
-            continue;
-        }
-
-        let mut name = match meta.get("name") {
-            Some(n) if !n.is_empty() => n.to_string(),
-            _ => default_name(c, settings.swarm),
+        let default = || {
+            let mut s = format!("{}:{}:{}", settings.hostname, c.short_name(), port_text);
+            if proto == "udp" {
+                s.push_str(":udp");
+            }
+            s
         };
-        if name.is_empty() {
-            // No image and no container name (only a hand-made API call gets here).
-            ignored.push(format!(
-                "{id} port {port_text}: no service name (no image, no container name; set SERVICE_NAME)"
-            ));
-            continue;
-        }
-        if candidates > 1 && !meta.is_per_port("name") {
-            name = format!("{name}-{port_text}");
-        }
-
-        let id_text = match meta.get("id") {
-            Some(i) if !i.is_empty() => i.to_string(),
-            _ => {
-                let mut s = format!("{}:{}:{}", settings.hostname, c.short_name(), port_text);
-                if proto == "udp" {
-                    s.push_str(":udp");
-                }
-                s
+        let named = match meta.named(settings, id, port_text, &fallback, candidates > 1, default) {
+            Ok(n) => n,
+            Err(reason) => {
+                ignored.push(reason);
+                continue;
             }
         };
+        let (name, id_text) = (named.name, named.id);
 
-        let own = meta.get("tags").unwrap_or("");
+        let own = named.own_tags;
         let templated = settings.tags_template.is_some() || Template::is_template(own);
         let before = known
             .iter()
@@ -183,20 +163,13 @@ pub fn services(
             }
         };
 
-        let attrs = meta
-            .values
-            .into_iter()
-            .filter(|(k, _)| !matches!(*k, "name" | "id" | "tags"))
-            .map(|(k, (v, _))| (k.to_string(), v.to_string()))
-            .collect();
-
         out.push(Service {
             id: id_text,
             name,
             ip,
             port,
             tags,
-            attrs,
+            attrs: named.attrs,
             container_id: c.id.clone(),
             container_name: c.short_name().to_string(),
             exposed_port,
@@ -233,6 +206,7 @@ pub fn swarm_services(
     }
     let ports: Vec<&swarm::PortConfig> = s.endpoint.ports.iter().filter(|p| p.ingress()).collect();
     let entries = entries(&[], &s.spec.labels);
+    let who = format!("swarm service {svc}");
     for p in &ports {
         let proto = p.proto();
         let (Ok(target), Ok(published)) = (
@@ -240,53 +214,49 @@ pub fn swarm_services(
             u16::try_from(p.published_port),
         ) else {
             ignored.push(format!(
-                "swarm service {svc}: port {}: not a port number",
-                p.target_port
+                "{who} port {}: not a port number (published {})",
+                p.target_port, p.published_port
             ));
             continue;
         };
         if published == 0 {
-            ignored.push(format!(
-                "swarm service {svc}: port {target}: not published yet"
-            ));
+            ignored.push(format!("{who} port {target}: not published yet"));
             continue;
         }
         let target_text = target.to_string();
         let meta = Metadata::for_port(&entries, &target_text, proto);
-        if meta.get("ignore").is_some_and(|v| !v.is_empty()) {
-            ignored.push(format!(
-                "swarm service {svc}: port {target} has SERVICE_IGNORE"
-            ));
-            continue;
-        }
-        if settings.explicit && meta.get("name").is_none_or(str::is_empty) {
-            ignored.push(format!(
-                "swarm service {svc}: port {target}: no SERVICE_NAME and -explicit"
-            ));
-            continue;
-        }
-        let mut name = match meta.get("name") {
-            Some(n) if !n.is_empty() => n.to_string(),
-            _ => svc.to_string(),
-        };
-        if ports.len() > 1 && !meta.is_per_port("name") {
-            name = format!("{name}-{target}");
-        }
-        let id = match meta.get("id") {
-            Some(i) if !i.is_empty() => i.to_string(),
-            // As a container's, `:udp` for UDP; and the same for any protocol but TCP (SCTP),
-            // so that two protocols on one published port are two entries.
-            _ if proto == "tcp" => format!("{}:{svc}:{published}", settings.hostname),
+        // As a container's, `:udp` for UDP; and the same for any protocol but TCP (SCTP), so
+        // that two protocols on one published port are two entries.
+        let default = || match proto {
+            "tcp" => format!("{}:{svc}:{published}", settings.hostname),
             _ => format!("{}:{svc}:{published}:{proto}", settings.hostname),
         };
-        let own = meta.get("tags").unwrap_or("");
-        if Template::is_template(own) {
+        let named = match meta.named(settings, &who, &target_text, svc, ports.len() > 1, default) {
+            Ok(n) => n,
+            Err(reason) => {
+                ignored.push(reason);
+                continue;
+            }
+        };
+        if Template::is_template(named.own_tags) {
             ignored.push(format!(
-                "swarm service {svc}: port {target}: tags template: a swarm service has no container for its dot; use plain tags"
+                "{who} port {target}: tags template: a swarm service has no container for its dot; use plain tags"
             ));
             continue;
         }
-        let mut tags = split_tags(own);
+        let mut attrs = named.attrs;
+        // Checks that need a container: none for a swarm service.
+        for (key, label) in [
+            ("check_docker", "SERVICE_CHECK_DOCKER"),
+            ("check_cmd", "SERVICE_CHECK_CMD"),
+        ] {
+            if attrs.remove(key).is_some() {
+                ignored.push(format!(
+                    "{who} port {target}: {label} needs a container; no such check"
+                ));
+            }
+        }
+        let mut tags = split_tags(named.own_tags);
         tags.extend(settings.tags.iter().cloned());
         if proto == "udp" {
             tags.push("udp".into());
@@ -295,15 +265,9 @@ pub fn swarm_services(
             .and_then(|l| s.spec.labels.get(l))
             .filter(|v| !v.is_empty())
             .map(|v| v.rsplit_once('/').map_or(v.as_str(), |(ip, _)| ip));
-        let attrs = meta
-            .values
-            .into_iter()
-            .filter(|(k, _)| !matches!(*k, "name" | "id" | "tags"))
-            .map(|(k, (v, _))| (k.to_string(), v.to_string()))
-            .collect();
         out.push(Service {
-            id,
-            name,
+            id: named.id,
+            name: named.name,
             ip: label_ip.unwrap_or(addr).to_string(),
             port: published,
             tags,
@@ -509,6 +473,15 @@ fn entries<'c>(env: &'c [String], labels: &'c BTreeMap<String, String>) -> Vec<E
         .collect()
 }
 
+/// A port's service as its metadata names it ([`Metadata::named`]).
+struct Named<'a> {
+    name: String,
+    id: String,
+    /// `SERVICE_*TAGS`, as written (a template, or a list).
+    own_tags: &'a str,
+    attrs: BTreeMap<String, String>,
+}
+
 /// The metadata of one port: key -> (value, rank of the entry it came from).
 struct Metadata<'a> {
     values: BTreeMap<&'a str, (&'a str, u8)>,
@@ -531,6 +504,53 @@ impl<'a> Metadata<'a> {
 
     fn get(&self, key: &str) -> Option<&'a str> {
         self.values.get(key).map(|(v, _)| *v)
+    }
+
+    /// What the metadata says of one port's service, or why the port is left out
+    /// (`SERVICE_IGNORE`, `-explicit` without a name): its name (`fallback` when none is set,
+    /// with `-<port>` when its owner has `several` ports and the name is not the port's own),
+    /// its ID (`default_id` when none is set), its own tags and the rest as attributes. `who`
+    /// and `port` start the reason.
+    fn named(
+        &self,
+        settings: &Settings,
+        who: &str,
+        port: &str,
+        fallback: &str,
+        several: bool,
+        default_id: impl FnOnce() -> String,
+    ) -> Result<Named<'a>, String> {
+        if self.get("ignore").is_some_and(|v| !v.is_empty()) {
+            return Err(format!("{who} port {port} has SERVICE_IGNORE"));
+        }
+        let own_name = self.get("name").filter(|n| !n.is_empty());
+        if settings.explicit && own_name.is_none() {
+            return Err(format!("{who} port {port}: no SERVICE_NAME and -explicit"));
+        }
+        let mut name = own_name.unwrap_or(fallback).to_string();
+        if name.is_empty() {
+            // No image and no container name (only a hand-made API call gets here).
+            return Err(format!(
+                "{who} port {port}: no service name (no image, no container name; set SERVICE_NAME)"
+            ));
+        }
+        if several && !self.is_per_port("name") {
+            name = format!("{name}-{port}");
+        }
+        let id = match self.get("id") {
+            Some(i) if !i.is_empty() => i.to_string(),
+            _ => default_id(),
+        };
+        let attrs = (self.values.iter())
+            .filter(|(k, _)| !matches!(**k, "name" | "id" | "tags"))
+            .map(|(k, (v, _))| (k.to_string(), v.to_string()))
+            .collect();
+        Ok(Named {
+            name,
+            id,
+            own_tags: self.get("tags").unwrap_or(""),
+            attrs,
+        })
     }
 
     /// Whether the value came from a port-specific form (exact, range, protocol).
@@ -1589,7 +1609,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             [("fixed", "api-80")]
         );
-        assert_eq!(why, ["swarm service api: port 81 has SERVICE_IGNORE"]);
+        assert_eq!(why, ["swarm service api port 81 has SERVICE_IGNORE"]);
         let explicit = Settings {
             explicit: true,
             ..s.clone()
@@ -1616,6 +1636,14 @@ mod tests {
         let (out, why) = run(&t, &s);
         assert!(out.is_empty());
         assert!(why[0].contains("tags template"), "{why:?}");
+        // Checks that need a container are dropped, with a reason; the service stays.
+        let checks = svc(
+            json!({"SERVICE_CHECK_DOCKER": "true", "SERVICE_CHECK_CMD": "x", "SERVICE_CHECK_TTL": "30s"}),
+            json!([port(80, 8080)]),
+        );
+        let (out, why) = run(&checks, &s);
+        assert_eq!(out[0].attrs.keys().collect::<Vec<_>>(), ["check_ttl"]);
+        assert_eq!(why.len(), 2, "{why:?}");
         // Published port 0 (not allocated), and numbers out of range.
         let odd = svc(
             json!({}),

@@ -97,7 +97,7 @@ impl Engine for Client {
 }
 
 pub enum Msg {
-    /// A container event, in stream order.
+    /// An event (a container's; with `-swarm` a swarm service's or node's), in stream order.
     Event(Event, Arrival),
     /// (Re)connected to the engine: reconcile with a full sync.
     Sync,
@@ -141,11 +141,12 @@ pub struct Options {
     pub swarm: bool,
 }
 
-/// Why a container is registered (again): what is logged, and whether services registered
-/// before unchanged are sent again.
+/// Why a container (or a swarm service) is registered (again): what is logged, and whether
+/// services registered before unchanged are sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pass {
-    /// A `start` or `unpause`: news is logged; unchanged services are not sent again.
+    /// A `start` or `unpause` (a swarm service's event): news is logged; unchanged services are
+    /// not sent again.
     Event,
     /// A health event: as [`Pass::Event`], quietly (Podman sends one per check run).
     Health,
@@ -306,6 +307,7 @@ impl Bridge {
             self.health.next_due(),
             self.outbox.next_due(),
             self.stopping.values().min().copied(),
+            self.swarm.as_ref().and_then(swarm::Swarm::next_due),
         ]
         .into_iter()
         .flatten()
@@ -336,6 +338,7 @@ impl Bridge {
             self.retry();
             self.flush();
         }
+        self.swarm_tick();
         let now = self.clock.now();
         let survived: Vec<String> = (self.stopping.iter())
             .filter(|(_, at)| now >= **at)
@@ -595,16 +598,25 @@ impl Bridge {
     }
 
     fn event(&mut self, ev: Event, arrival: Arrival) {
-        log::debug!(
-            "event: {:?} {:?} {} ({arrival:?})",
-            ev.kind,
-            ev.action,
-            id12(&ev.id)
-        );
         match ev.kind {
             Kind::Container => {}
-            Kind::Service => return self.swarm_service_event(&ev.id),
-            Kind::Node => return self.swarm_node_event(&ev.id),
+            Kind::Service | Kind::Node => {
+                log::debug!(
+                    "event: {:?} {:?} {} ({arrival:?})",
+                    ev.kind,
+                    ev.action,
+                    ev.id
+                );
+                return match ev.kind {
+                    Kind::Service => self.swarm_service_event(&ev.id),
+                    _ => self.swarm_node_event(&ev.id),
+                };
+            }
+        }
+        log::debug!("event: {:?} {} ({arrival:?})", ev.action, id12(&ev.id));
+        if swarm::is_key(&ev.id) {
+            // Not a container's ID (hexadecimal): never let it touch a swarm service's entry.
+            return;
         }
         match ev.action {
             Action::Start | Action::Unpause => {
@@ -689,13 +701,7 @@ impl Bridge {
         let known = self.registered.get(&c.id).map_or(&[][..], Vec::as_slice);
         let (mut services, ignored) =
             service::services(c, &self.settings, peer_ip.as_deref(), known);
-        for reason in ignored {
-            if pass.quiet() {
-                log::debug!("ignored: {reason}");
-            } else {
-                log::info!("ignored: {reason}");
-            }
-        }
+        log_ignored(&ignored, pass.quiet());
         // Only a registry with checks gets Docker's health (and only then the report timer).
         if self.backend.has_checks() {
             for s in services.iter_mut().filter(|s| docker_check(s)) {
@@ -745,9 +751,11 @@ impl Bridge {
         before: Option<Health>,
     ) {
         let old = self.registered.remove(id).unwrap_or_default();
-        let dropped: Vec<Service> = old
-            .iter()
-            .filter(|o| !services.iter().any(|n| n.id == o.id))
+        // By registry key, not ID: the key-value registries key an entry by name and ID, and a
+        // swarm service's update may rename an entry and keep its ID.
+        let keys: HashSet<String> = services.iter().map(|n| self.backend.key(n)).collect();
+        let dropped: Vec<Service> = (old.iter())
+            .filter(|o| !keys.contains(&self.backend.key(o)))
             .cloned()
             .collect();
         self.deregister(id, &dropped);
@@ -896,8 +904,9 @@ impl Bridge {
     }
 
     /// Registers every running container again and settles the ones known here that are not
-    /// running any more (as their `die` would have). With `-cleanup`, then removes this host's
-    /// services of containers that do not run.
+    /// running any more (as their `die` would have); with `-swarm` on a manager, every swarm
+    /// service too. With `-cleanup`, then removes this host's services of containers that do
+    /// not run (and of swarm services it does not register).
     fn sync(&mut self, pass: Pass) {
         self.syncing = true;
         let containers = self.sync_containers(pass);
@@ -989,7 +998,9 @@ impl Bridge {
     /// `-cleanup`: removes services in the registry with this host's default ID
     /// (`<hostname>:<container>:<port>[:udp]`) whose container is not running (or is withheld:
     /// paused, or not healthy under `-require-healthy`), except those `-deregister on-success`
-    /// keeps. Custom IDs and other hosts' services are never touched.
+    /// keeps. A swarm service's entry (`<hostname>:<service>:<port>`) is kept while this node
+    /// registers it (it is wanted), like a running container's. Custom IDs and other hosts'
+    /// services are never touched.
     fn cleanup(&mut self, running: &HashSet<String>) {
         self.cleanup_due = true;
         if self.outbox.is_down() {
@@ -1031,7 +1042,14 @@ impl Bridge {
                     }
                 }
             }
-            log::info!("cleanup: {} (container {name} is not running)", s.id);
+            if self.swarm.is_some() {
+                log::info!(
+                    "cleanup: {} (no running container, and no swarm service this node registers, is named {name})",
+                    s.id
+                );
+            } else {
+                log::info!("cleanup: {} (container {name} is not running)", s.id);
+            }
             self.send(Op::Deregister(s));
         }
     }
@@ -1067,6 +1085,17 @@ impl Bridge {
             );
         }
         self.flush();
+    }
+}
+
+/// The `ignored:` lines of ports left out: at debug level when `quiet` (they repeat).
+fn log_ignored(reasons: &[String], quiet: bool) {
+    for reason in reasons {
+        if quiet {
+            log::debug!("ignored: {reason}");
+        } else {
+            log::info!("ignored: {reason}");
+        }
     }
 }
 

@@ -4,24 +4,30 @@
 //! (the routing mesh), so a manager registers it once per service and port, at its own
 //! address, as the service's labels say ([`service::swarm_services`]). Only managers can list
 //! services (`/services` and `/nodes` answer nowhere else): workers, like managers, register
-//! their task containers as any container. The registrations are kept in the worker's
-//! `registered` under `swarm:<service ID>`, beside the containers', so outages, `-cleanup`,
+//! their task containers as any container. The entries are kept in the worker's `registered`
+//! under `swarm:<service ID>`, beside the containers', so outages, `-cleanup`,
 //! `-deregister-on-shutdown` and `-resync` treat them alike.
 //!
-//! When: at every sync, after reading this node's role from `/info`; at each service event (the
+//! When: at every sync, after looking at this node's role (`/info`); at each service event (the
 //! service is looked up: a create or an update registers what it has now and removes what it no
 //! longer has, a service gone is deregistered); at node events about this node (a promotion or
-//! a demotion).
+//! a demotion), looked at again [`LOOK_AGAIN`] later since `/info` may show the change a moment
+//! after its event. A worker gets no swarm events: its promotion shows at the next sync
+//! (`-resync`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use super::{Bridge, Pass};
 use crate::docker::swarm::{Role, Service as SwarmService, SwarmInfo};
 use crate::service;
 
 const PREFIX: &str = "swarm:";
+/// After a node event about this node, or while the node is in a swarm it cannot take part in
+/// yet (pending, locked), its role is looked at again this much later.
+const LOOK_AGAIN: Duration = Duration::from_secs(2);
 
-/// Where the worker keeps a swarm service's registrations (and their `container_id`).
+/// Where the worker keeps a swarm service's entries (and their `container_id`).
 pub(super) fn key(service_id: &str) -> String {
     format!("{PREFIX}{service_id}")
 }
@@ -34,26 +40,110 @@ pub(super) fn is_key(k: &str) -> bool {
 /// What this node is in its swarm, as last read.
 #[derive(Debug, Default)]
 pub(super) struct Swarm {
-    /// `None` before the first look, or while the engine has not answered one.
+    /// `None` before the first look, or while the engine has not said.
     role: Option<Role>,
+    /// The swarm state (`pending`, `error`, `locked`) of a node that cannot take part now,
+    /// said once.
+    unsettled: Option<String>,
     node_id: String,
     /// Where swarm services are registered (on a manager): `-ip`, else this node's address.
     addr: String,
+    /// When to look at the role again (see [`LOOK_AGAIN`]).
+    look_again: Option<Instant>,
+    /// Service ID -> the `ignored:` reasons logged last, so that the several events of one
+    /// rolling update do not repeat them at info level.
+    ignored: HashMap<String, Vec<String>>,
+}
+
+impl Swarm {
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.look_again
+    }
 }
 
 impl Bridge {
-    /// `-swarm` at a sync: reads this node's role and, on a manager, registers every swarm
-    /// service and removes the registrations of services gone. False when something could not
-    /// be read (then `-cleanup` waits: what is registered stays as it was).
+    /// `-swarm` at a sync: looks at this node's role and, on a manager, registers every swarm
+    /// service and removes the entries of services gone. False when something could not be
+    /// read (then `-cleanup` waits: what is registered stays as it was).
     pub(super) fn sync_swarm(&mut self, pass: Pass) -> bool {
         if self.swarm.is_none() {
             return true;
         }
         match self.swarm_look() {
-            None => return false,
-            Some(Role::Manager) if !self.settings.internal => {}
-            Some(_) => return true,
+            None => false,
+            Some((Role::Manager, _)) if !self.settings.internal => self.list_services(pass),
+            Some(_) => true,
         }
+    }
+
+    /// A service event (`create`, `update`, `remove`): the service as it is now is registered,
+    /// or deregistered when it is gone. Scaling is an update that changes no entry. Only
+    /// managers get these events, so a node not known to be one looks again first.
+    pub(super) fn swarm_service_event(&mut self, id: &str) {
+        let Some(sw) = self.swarm.as_ref() else {
+            return;
+        };
+        let (role, changed) = match sw.role {
+            Some(Role::Manager) => (Role::Manager, false),
+            _ => match self.swarm_look() {
+                Some(look) => look,
+                None => return,
+            },
+        };
+        if role != Role::Manager || self.settings.internal {
+            return;
+        }
+        if changed {
+            // Just became a manager (or moved): every service, this one with them.
+            self.list_services(Pass::Event);
+            return;
+        }
+        match self.docker.service(id) {
+            Ok(Some(s)) => self.register_swarm(&s, Pass::Event),
+            Ok(None) => self.remove_swarm(id),
+            Err(e) => log::error!("docker: swarm service {id}: {e}"),
+        }
+    }
+
+    /// A node event: when it is about this node, its role may have changed; looked at now and
+    /// again a moment later.
+    pub(super) fn swarm_node_event(&mut self, node_id: &str) {
+        let now = self.clock.now();
+        let Some(sw) = self.swarm.as_mut() else {
+            return;
+        };
+        if !sw.node_id.is_empty() && sw.node_id != node_id {
+            return;
+        }
+        sw.look_again = now.checked_add(LOOK_AGAIN);
+        self.look_and_relist();
+    }
+
+    /// The [`LOOK_AGAIN`] timer, when due.
+    pub(super) fn swarm_tick(&mut self) {
+        let now = self.clock.now();
+        let Some(sw) = self.swarm.as_mut() else {
+            return;
+        };
+        if sw.look_again.is_some_and(|at| now >= at) {
+            sw.look_again = None;
+            self.look_and_relist();
+        }
+    }
+
+    /// Looks at the role; a node that just became a manager, or whose address moved, registers
+    /// every service.
+    fn look_and_relist(&mut self) {
+        if let Some((Role::Manager, true)) = self.swarm_look() {
+            if !self.settings.internal {
+                self.list_services(Pass::Event);
+            }
+        }
+    }
+
+    /// Registers every swarm service and removes the entries of services gone; false when the
+    /// engine did not list them.
+    fn list_services(&mut self, pass: Pass) -> bool {
         let list = match self.docker.services() {
             Ok(l) => l,
             Err(e) => {
@@ -62,75 +152,71 @@ impl Bridge {
             }
         };
         log::debug!("sync: {} swarm services", list.len());
+        if !self.lanes_tried && list.len() > 2 {
+            self.start_lanes();
+        }
         let listed: HashSet<String> = list.iter().map(|s| key(&s.id)).collect();
         for s in &list {
             self.register_swarm(s, pass);
         }
         let gone: Vec<String> = (self.registered.keys())
             .filter(|k| is_key(k) && !listed.contains(*k))
-            .cloned()
+            .filter_map(|k| k.strip_prefix(PREFIX).map(str::to_string))
             .collect();
-        for k in gone {
-            self.remove(&k);
+        for id in gone {
+            self.remove_swarm(&id);
         }
         true
     }
 
-    /// A service event (`create`, `update`, `remove`): the service as it is now is registered,
-    /// or deregistered when it is gone. Scaling is an update that changes no registration.
-    pub(super) fn swarm_service_event(&mut self, id: &str) {
-        let Some(sw) = self.swarm.as_ref() else {
-            return;
-        };
-        let role = match sw.role {
-            Some(r) => Some(r),
-            None => self.swarm_look(),
-        };
-        if role != Some(Role::Manager) || self.settings.internal {
-            return;
-        }
-        match self.docker.service(id) {
-            Ok(Some(s)) => self.register_swarm(&s, Pass::Event),
-            Ok(None) => self.remove(&key(id)),
-            Err(e) => log::error!("docker: swarm service {id}: {e}"),
-        }
-    }
-
-    /// A node event: when it is about this node, its role may have changed. A node promoted to
-    /// manager registers the swarm services at once; one demoted removes them.
-    pub(super) fn swarm_node_event(&mut self, node_id: &str) {
-        let Some(sw) = self.swarm.as_ref() else {
-            return;
-        };
-        if !sw.node_id.is_empty() && sw.node_id != node_id {
-            return;
-        }
-        let was = sw.role;
-        if self.swarm_look() == Some(Role::Manager) && was != Some(Role::Manager) {
-            self.sync_swarm(Pass::Event);
-        }
-    }
-
     fn register_swarm(&mut self, s: &SwarmService, pass: Pass) {
-        let Some(addr) = self.swarm.as_ref().map(|sw| sw.addr.clone()) else {
+        let Some(sw) = self.swarm.as_mut() else {
             return;
         };
         let k = key(&s.id);
-        let (services, ignored) = service::swarm_services(s, &self.settings, &addr, &k);
-        for reason in ignored {
-            if pass.quiet() {
-                log::debug!("ignored: {reason}");
-            } else {
-                log::info!("ignored: {reason}");
-            }
+        let (services, ignored) = service::swarm_services(s, &self.settings, &sw.addr, &k);
+        // Said at info when it is news for this service.
+        let news = sw.ignored.get(&s.id) != Some(&ignored);
+        super::log_ignored(&ignored, pass.quiet() || !news);
+        if ignored.is_empty() {
+            sw.ignored.remove(&s.id);
+        } else {
+            sw.ignored.insert(s.id.clone(), ignored);
         }
         self.apply(&k, services, pass, None, None);
     }
 
-    /// Reads this node's part in its swarm (`/info`, and on a manager its address), says so
-    /// when it changed, and when the node stopped being a manager removes the swarm services'
-    /// registrations. `None` when the engine did not answer.
-    fn swarm_look(&mut self) -> Option<Role> {
+    fn remove_swarm(&mut self, id: &str) {
+        if let Some(sw) = self.swarm.as_mut() {
+            sw.ignored.remove(id);
+        }
+        self.remove(&key(id));
+    }
+
+    /// Reads this node's part in its swarm and, when it changed, says so and acts on a
+    /// demotion. The role and whether it (or this manager's address) changed; `None` when it
+    /// could not be read, or the node cannot take part in its swarm now (what is registered
+    /// then stays as it is, and it is looked at again soon).
+    fn swarm_look(&mut self) -> Option<(Role, bool)> {
+        let (role, addr, info) = self.read_role()?;
+        let sw = self.swarm.as_mut()?;
+        sw.unsettled = None;
+        sw.node_id = info.node_id.clone();
+        let was = sw.role.replace(role);
+        let moved = std::mem::replace(&mut sw.addr, addr) != sw.addr;
+        let changed = was != Some(role) || moved;
+        if changed {
+            log_role(role, &sw.addr, &info, self.settings.internal);
+        }
+        if was == Some(Role::Manager) && role != Role::Manager {
+            self.drop_swarm_services();
+        }
+        Some((role, changed))
+    }
+
+    /// `/info`, and for a manager its address (unless `-ip` gives one, or `-internal` needs
+    /// none). `None` with the reason logged.
+    fn read_role(&mut self) -> Option<(Role, String, SwarmInfo)> {
         let info = match self.docker.swarm_info() {
             Ok(i) => i,
             Err(e) => {
@@ -138,42 +224,26 @@ impl Bridge {
                 return None;
             }
         };
-        let role = info.role();
+        let Some(role) = info.role() else {
+            let now = self.clock.now();
+            let sw = self.swarm.as_mut()?;
+            if sw.unsettled.as_deref() != Some(info.local_node_state.as_str()) {
+                log::warn!(
+                    "swarm: this node's swarm state is {:?}; what is registered stays until it is active",
+                    info.local_node_state
+                );
+                sw.unsettled = Some(info.local_node_state.clone());
+            }
+            sw.look_again = now.checked_add(LOOK_AGAIN);
+            return None;
+        };
         let addr = match (role, &self.settings.ip) {
+            (Role::Manager, _) if self.settings.internal => String::new(),
             (Role::Manager, Some(ip)) => ip.clone(),
             (Role::Manager, None) => self.node_addr(&info)?,
             _ => String::new(),
         };
-        let sw = self.swarm.as_mut()?;
-        let (was, was_addr) = (sw.role, std::mem::replace(&mut sw.addr, addr));
-        sw.role = Some(role);
-        sw.node_id = info.node_id.clone();
-        if was == Some(role) && was_addr == sw.addr {
-            return Some(role);
-        }
-        match role {
-            Role::Manager if self.settings.internal => log::info!(
-                "swarm: this node is a manager; with -internal, swarm services are listed by their task containers (overlay address and target port), not by their ingress ports"
-            ),
-            Role::Manager => log::info!(
-                "swarm: this node is a manager; registering the swarm services' ingress ports at {}",
-                sw.addr
-            ),
-            Role::Worker => log::info!(
-                "swarm: this node is a worker; swarm services are registered by the managers (only they can list them), task containers here as any container"
-            ),
-            Role::Outside if info.local_node_state.is_empty() => {
-                log::info!("swarm: this engine has no swarm; -swarm changes nothing here")
-            }
-            Role::Outside => log::info!(
-                "swarm: this node is in no swarm (state {:?}); -swarm changes nothing here",
-                info.local_node_state
-            ),
-        }
-        if was == Some(Role::Manager) && role != Role::Manager {
-            self.drop_swarm_services();
-        }
-        Some(role)
+        Some((role, addr, info))
     }
 
     /// This manager's address: its node's `Status.Addr`, else (an engine may say `0.0.0.0`
@@ -200,20 +270,41 @@ impl Bridge {
         None
     }
 
-    /// Not a manager any more: the swarm services' registrations go.
+    /// Not a manager any more: the swarm services' entries go.
     fn drop_swarm_services(&mut self) {
-        let keys: Vec<String> = (self.registered.keys())
-            .filter(|k| is_key(k))
-            .cloned()
+        let ids: Vec<String> = (self.registered.keys())
+            .filter_map(|k| k.strip_prefix(PREFIX).map(str::to_string))
             .collect();
-        if !keys.is_empty() {
+        if !ids.is_empty() {
             log::info!(
-                "swarm: not a manager any more; removing the registrations of {} swarm services",
-                keys.len()
+                "swarm: not a manager any more; removing the entries of {} swarm services",
+                ids.len()
             );
         }
-        for k in keys {
-            self.remove(&k);
+        for id in ids {
+            self.remove_swarm(&id);
         }
+    }
+}
+
+/// The line that says what `-swarm` does on this node, at start and when that changes.
+fn log_role(role: Role, addr: &str, info: &SwarmInfo, internal: bool) {
+    match role {
+        Role::Manager if internal => log::info!(
+            "swarm: this node is a manager; with -internal, swarm services are listed by their task containers (overlay address and target port), not by their ingress ports"
+        ),
+        Role::Manager => log::info!(
+            "swarm: this node is a manager; registering the swarm services' ingress ports at {addr}"
+        ),
+        Role::Worker => log::info!(
+            "swarm: this node is a worker; swarm services are registered by the managers (only they can list them), task containers here as any container"
+        ),
+        Role::Outside if info.local_node_state.is_empty() => {
+            log::info!("swarm: this engine has no swarm; -swarm changes nothing here")
+        }
+        Role::Outside => log::info!(
+            "swarm: this node is in no swarm (state {:?}); -swarm changes nothing here",
+            info.local_node_state
+        ),
     }
 }

@@ -37,16 +37,20 @@ pub struct SwarmInfo {
 pub enum Role {
     Manager,
     Worker,
-    /// In no swarm (or one it cannot take part in now: pending, error, locked).
+    /// In no swarm (`inactive`), or an engine without swarm.
     Outside,
 }
 
 impl SwarmInfo {
-    pub fn role(&self) -> Role {
+    /// `None` for a node in a swarm it cannot take part in now (`pending`, `error`, `locked`,
+    /// or a state not known here): a manager restarting, waiting for its quorum or to be
+    /// unlocked is still one.
+    pub fn role(&self) -> Option<Role> {
         match (self.local_node_state.as_str(), self.control_available) {
-            ("active", true) => Role::Manager,
-            ("active", false) => Role::Worker,
-            _ => Role::Outside,
+            ("active", true) => Some(Role::Manager),
+            ("active", false) => Some(Role::Worker),
+            ("" | "inactive", _) => Some(Role::Outside),
+            _ => None,
         }
     }
 }
@@ -192,12 +196,12 @@ mod tests {
     #[test]
     fn captured_info_and_node() {
         let info: Info = serde_json::from_slice(INFO).unwrap();
-        assert_eq!(info.swarm.role(), Role::Manager);
+        assert_eq!(info.swarm.role(), Some(Role::Manager));
         assert_eq!(info.swarm.node_addr, "127.0.0.1");
         assert_eq!(info.swarm.node_id.len(), 25);
         let none: Info = serde_json::from_slice(INFO_NO_SWARM).unwrap();
         assert_eq!(none.swarm.local_node_state, "inactive");
-        assert_eq!(none.swarm.role(), Role::Outside);
+        assert_eq!(none.swarm.role(), Some(Role::Outside));
         let node: Node = serde_json::from_slice(NODE).unwrap();
         assert_eq!(node.status.addr, "127.0.0.1");
     }
@@ -209,10 +213,13 @@ mod tests {
             control_available: control,
             ..SwarmInfo::default()
         };
-        assert_eq!(info("active", true).role(), Role::Manager);
-        assert_eq!(info("active", false).role(), Role::Worker);
-        for state in ["", "inactive", "pending", "error", "locked"] {
-            assert_eq!(info(state, true).role(), Role::Outside, "{state}");
+        assert_eq!(info("active", true).role(), Some(Role::Manager));
+        assert_eq!(info("active", false).role(), Some(Role::Worker));
+        for state in ["", "inactive"] {
+            assert_eq!(info(state, false).role(), Some(Role::Outside), "{state}");
+        }
+        for state in ["pending", "error", "locked", "Active", "x"] {
+            assert_eq!(info(state, true).role(), None, "{state}");
         }
     }
 
@@ -228,7 +235,7 @@ mod tests {
             serde_json::from_str("[{},{\"Spec\":null,\"Endpoint\":null}]").unwrap();
         assert_eq!(list.len(), 2);
         let info: Info = serde_json::from_str(r#"{"Swarm":null}"#).unwrap();
-        assert_eq!(info.swarm.role(), Role::Outside);
+        assert_eq!(info.swarm.role(), Some(Role::Outside));
         for bad in [
             r#"{"Endpoint":{"Ports":[{"TargetPort":-1}]}}"#,
             r#"{"Endpoint":{"Ports":[{"TargetPort":"80"}]}}"#,

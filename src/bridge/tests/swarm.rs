@@ -154,7 +154,7 @@ impl SwarmWorld {
         assert!(self.bridge.handle(Msg::Sync));
     }
 
-    /// What the registry holds: service ID -> address, name and tags.
+    /// The registry keys held (service IDs; `name/ID` with `by_name`).
     fn held(&self) -> Vec<String> {
         let g = self.reg.0.lock().unwrap();
         g.held.keys().cloned().collect()
@@ -293,6 +293,7 @@ fn an_update_re_registers_what_changed_and_scaling_changes_nothing() {
         1,
     ));
     w.event(Kind::Service, "s1");
+    assert_eq!(w.held(), ["h:web:18090"], "scaled up again");
     // Removed: looked up, gone, deregistered.
     w.drop_service("s1");
     w.event(Kind::Service, "s1");
@@ -384,9 +385,10 @@ fn workers_and_nodes_outside_a_swarm_register_no_service() {
         w.event(Kind::Service, "s1");
         w.sync();
         assert!(w.held().is_empty(), "{info:?}");
+        // A service event makes a node not known as a manager look again.
         assert_eq!(
             w.engine_calls(),
-            ["info", "info"],
+            ["info", "info", "info"],
             "{info:?}: only /info is asked"
         );
     }
@@ -470,8 +472,20 @@ fn the_address_is_ip_else_the_nodes_else_the_advertised_one() {
 
 #[test]
 fn without_the_flag_service_events_change_nothing() {
-    let mut w = SwarmWorld::manager();
-    w.bridge.swarm = None;
+    let swarm = SwarmEngine::default();
+    swarm.0.lock().unwrap().info = manager();
+    let reg = Recorder::default();
+    let settings = Settings {
+        hostname: "h".into(),
+        ..Settings::default()
+    };
+    let bridge = Bridge::new(
+        Box::new(swarm.clone()),
+        Box::new(reg.clone()),
+        settings,
+        Options::default(),
+    );
+    let mut w = SwarmWorld { swarm, reg, bridge };
     w.put(service(
         "s1",
         "web",
@@ -484,4 +498,170 @@ fn without_the_flag_service_events_change_nothing() {
     w.event(Kind::Node, "node1");
     assert!(w.held().is_empty());
     assert!(w.engine_calls().is_empty());
+}
+
+#[test]
+fn a_rename_that_keeps_the_id_removes_the_old_key() {
+    // Key-value registries key an entry by name and ID.
+    let mut w = SwarmWorld::manager();
+    w.reg.0.lock().unwrap().by_name = true;
+    w.put(service(
+        "s1",
+        "web",
+        &[],
+        &[(80, 18080, "tcp", "ingress")],
+        1,
+    ));
+    w.sync();
+    assert_eq!(w.held(), ["web/h:web:18080"]);
+    w.put(service(
+        "s1",
+        "web",
+        &[("SERVICE_NAME", "www")],
+        &[(80, 18080, "tcp", "ingress")],
+        1,
+    ));
+    w.event(Kind::Service, "s1");
+    assert_eq!(w.held(), ["www/h:web:18080"]);
+    // A second port renames the first entry web-80 under the same ID.
+    let two = [(80, 18080, "tcp", "ingress"), (81, 18081, "tcp", "ingress")];
+    w.put(service("s1", "web", &[], &two, 1));
+    w.event(Kind::Service, "s1");
+    assert_eq!(w.held(), ["web-80/h:web:18080", "web-81/h:web:18081"]);
+}
+
+#[test]
+fn shutdown_and_resync_treat_swarm_entries_as_containers() {
+    let opts = Options {
+        deregister_on_shutdown: true,
+        resync: Some(Duration::from_secs(30)),
+        ..Options::default()
+    };
+    let mut w = SwarmWorld::new(manager(), opts, Settings::default());
+    let clock = Hand(Arc::new(Mutex::new(Instant::now())));
+    w.bridge.clock = Arc::new(clock.clone());
+    w.put(service(
+        "s1",
+        "web",
+        &[],
+        &[(80, 18080, "tcp", "ingress")],
+        1,
+    ));
+    w.sync();
+    w.registry_calls();
+    // The registry lost it: the resync registers it again.
+    w.reg.0.lock().unwrap().held.clear();
+    *clock.0.lock().unwrap() += Duration::from_secs(31);
+    w.bridge.tick();
+    assert_eq!(w.held(), ["h:web:18080"]);
+    assert!(!w.bridge.handle(Msg::Shutdown));
+    assert!(w.held().is_empty(), "-deregister-on-shutdown");
+}
+
+#[test]
+fn a_node_that_cannot_take_part_now_keeps_its_entries() {
+    let opts = Options {
+        cleanup: true,
+        ..Options::default()
+    };
+    let mut w = SwarmWorld::new(manager(), opts, Settings::default());
+    let clock = Hand(Arc::new(Mutex::new(Instant::now())));
+    w.bridge.clock = Arc::new(clock.clone());
+    w.put(service(
+        "s1",
+        "web",
+        &[],
+        &[(80, 18080, "tcp", "ingress")],
+        1,
+    ));
+    w.sync();
+    for state in ["pending", "locked", "error"] {
+        w.swarm.0.lock().unwrap().info = SwarmInfo {
+            local_node_state: state.into(),
+            control_available: false,
+            ..manager()
+        };
+        w.sync();
+        assert_eq!(w.held(), ["h:web:18080"], "{state}: kept, no cleanup");
+        assert!(
+            w.bridge.next_due().is_some(),
+            "{state}: looked at again soon"
+        );
+    }
+    // Active again: looked at by the timer, nothing to change.
+    w.swarm.0.lock().unwrap().info = manager();
+    w.engine_calls();
+    *clock.0.lock().unwrap() += Duration::from_secs(3);
+    w.bridge.tick();
+    assert_eq!(w.engine_calls()[0], "info");
+    assert_eq!(w.held(), ["h:web:18080"]);
+}
+
+#[test]
+fn a_demotion_seen_only_after_its_node_event_is_caught_by_the_second_look() {
+    let mut w = SwarmWorld::manager();
+    let clock = Hand(Arc::new(Mutex::new(Instant::now())));
+    w.bridge.clock = Arc::new(clock.clone());
+    w.put(service(
+        "s1",
+        "web",
+        &[],
+        &[(80, 18080, "tcp", "ingress")],
+        1,
+    ));
+    w.sync();
+    // The node event comes while /info still says manager.
+    w.event(Kind::Node, "node1");
+    assert_eq!(w.held(), ["h:web:18080"]);
+    w.swarm.0.lock().unwrap().info = worker();
+    *clock.0.lock().unwrap() += Duration::from_secs(3);
+    w.bridge.tick();
+    assert!(w.held().is_empty(), "demoted");
+    assert_eq!(w.bridge.next_due(), None, "no timer left");
+}
+
+#[test]
+fn a_service_event_on_a_node_just_made_manager_registers_every_service() {
+    let mut w = SwarmWorld::new(worker(), Options::default(), Settings::default());
+    w.put(service(
+        "s1",
+        "web",
+        &[],
+        &[(80, 18080, "tcp", "ingress")],
+        1,
+    ));
+    w.put(service(
+        "s2",
+        "api",
+        &[],
+        &[(80, 18081, "tcp", "ingress")],
+        1,
+    ));
+    w.sync();
+    assert!(w.held().is_empty());
+    w.swarm.0.lock().unwrap().info = manager();
+    w.event(Kind::Service, "s2");
+    assert_eq!(w.held(), ["h:api:18081", "h:web:18080"]);
+}
+
+#[test]
+fn a_hostile_container_event_cannot_touch_a_swarm_entry() {
+    let mut w = SwarmWorld::manager();
+    w.put(service(
+        "s1",
+        "web",
+        &[],
+        &[(80, 18080, "tcp", "ingress")],
+        1,
+    ));
+    w.sync();
+    let ev = Event {
+        kind: Kind::Container,
+        action: Action::Destroy,
+        id: "swarm:s1".into(),
+        time_nano: 1,
+        exit_code: None,
+    };
+    assert!(w.bridge.handle(Msg::Event(ev, Arrival::Live)));
+    assert_eq!(w.held(), ["h:web:18080"]);
 }
