@@ -581,23 +581,6 @@ swarm_leave() {
     sdk swarm leave --force >/dev/null 2>&1 || log "WARNING: docker swarm leave --force failed"
 }
 
-# kill_orphaned_proxies CIDR: docker-proxy processes a SIGKILLed dockerd left behind that
-# forward into CIDR (kill_orphaned_containers does this for the engine's own bridge).
-kill_orphaned_proxies() {
-    local cidr=$1 p exe args ip
-    for p in /proc/[0-9]*; do
-        p=${p#/proc/}
-        exe=$(readlink "/proc/$p/exe" 2>/dev/null) || continue
-        [ "${exe##*/}" = docker-proxy ] || continue
-        [ "$(awk '/^PPid:/ {print $2}' "/proc/$p/status" 2>/dev/null)" = 1 ] || continue
-        args=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || continue
-        ip=$(printf '%s\n' "$args" | sed -n 's/.*-container-ip \([0-9.]*\).*/\1/p')
-        if [ -n "$ip" ] && ip_in_cidr "$ip" "$cidr"; then
-            stop_pid "orphaned docker-proxy" "$p"
-        fi
-    done
-}
-
 # remove_swarm_links: what of the swarm engine a stop (or a crash) can leave in the host's
 # network namespace once its containers are gone and its namespaces unmounted: interfaces
 # still attached to its bridges, vxlan devices (Docker makes them here as vx-VNI-NETID,

@@ -37,16 +37,6 @@ fn wait_log(d: &Daemon, text: &str) {
     });
 }
 
-/// Whether the agent holds service `id` (one small request, for tight polling).
-fn agent_has(id: &str) -> bool {
-    let url = format!("http://{}/v1/agent/service/{}", consul_addr(), encode(id));
-    match ureq::get(&url).call() {
-        Ok(_) => true,
-        Err(ureq::Error::StatusCode(404)) => false,
-        Err(e) => panic!("GET {url}: {e}"),
-    }
-}
-
 fn env(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!("{var} is not set: these tests need tests/services.sh and tests/docker28.sh start-tls (tests/run.sh)")

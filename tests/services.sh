@@ -467,8 +467,13 @@ kill_orphaned_containers() {
         done
     fi
     [ -s "$BRIDGE_FILE" ] && [ -s "$DOCKER_DIR/bridge-cidr" ] || return 0
-    local cidr p exe args ip
-    cidr=$(cat "$DOCKER_DIR/bridge-cidr")
+    kill_orphaned_proxies "$(cat "$DOCKER_DIR/bridge-cidr")"
+}
+
+# kill_orphaned_proxies CIDR: docker-proxy processes a SIGKILLed dockerd left behind (children
+# of init now) that forward into CIDR.
+kill_orphaned_proxies() {
+    local cidr=$1 p exe args ip
     for p in /proc/[0-9]*; do
         p=${p#/proc/}
         exe=$(readlink "/proc/$p/exe" 2>/dev/null) || continue

@@ -50,17 +50,7 @@ fn sd(args: &[&str]) -> String {
 }
 
 fn sd_try(args: &[&str]) -> Result<String, String> {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", swarm_host())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
+    docker_on(&swarm_host(), args)
 }
 
 /// No swarm services and no containers on the swarm engine; nothing in Consul (and the
@@ -523,16 +513,6 @@ fn service_create_to_consul_latency() {
         took.len(),
         ms(created[created.len() / 2]),
     ));
-}
-
-/// Whether the agent holds service `id` (one small request, for tight polling).
-fn agent_has(id: &str) -> bool {
-    let url = format!("http://{}/v1/agent/service/{}", consul_addr(), encode(id));
-    match ureq::get(&url).call() {
-        Ok(_) => true,
-        Err(ureq::Error::StatusCode(404)) => false,
-        Err(e) => panic!("GET {url}: {e}"),
-    }
 }
 
 /// A POST of JSON to the engine on its socket: the status line.

@@ -102,9 +102,15 @@ pub fn docker(args: &[&str]) -> String {
 }
 
 pub fn docker_try(args: &[&str]) -> Result<String, String> {
+    docker_on(&docker_host(), args)
+}
+
+/// Runs the docker CLI against the engine at `host` (a DOCKER_HOST value): its output, or its
+/// stderr on failure.
+pub fn docker_on(host: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new("docker")
         .args(args)
-        .env("DOCKER_HOST", docker_host())
+        .env("DOCKER_HOST", host)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run docker: {e}"))?;
@@ -162,6 +168,16 @@ pub fn consul_get(path: &str) -> Value {
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let text = resp.body_mut().read_to_string().expect("consul body");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: {e}: {text}"))
+}
+
+/// Whether the agent holds service `id` (one small request, for tight polling).
+pub fn agent_has(id: &str) -> bool {
+    let url = format!("http://{}/v1/agent/service/{}", consul_addr(), encode(id));
+    match ureq::get(&url).call() {
+        Ok(_) => true,
+        Err(ureq::Error::StatusCode(404)) => false,
+        Err(e) => panic!("GET {url}: {e}"),
+    }
 }
 
 pub fn consul_put(path: &str) {

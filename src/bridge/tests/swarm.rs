@@ -95,6 +95,11 @@ fn service(
     .unwrap()
 }
 
+/// The service most tests use: `web`, ingress port 80 published on 18080, 1 replica.
+fn web() -> SwarmService {
+    service("s1", "web", &[], &[(80, 18080, "tcp", "ingress")], 1)
+}
+
 impl SwarmWorld {
     fn new(info: SwarmInfo, opts: Options, settings: Settings) -> SwarmWorld {
         let swarm = SwarmEngine::default();
@@ -245,13 +250,7 @@ fn an_update_re_registers_what_changed_and_scaling_changes_nothing() {
     assert_eq!(w.held(), ["h:web:18080"]);
     w.registry_calls();
     // Scaled to 1: the same registration, no call.
-    w.put(service(
-        "s1",
-        "web",
-        &[],
-        &[(80, 18080, "tcp", "ingress")],
-        1,
-    ));
+    w.put(web());
     w.event(Kind::Service, "s1");
     assert!(w.registry_calls().is_empty());
     // Labels: registered again with them.
@@ -304,13 +303,7 @@ fn an_update_re_registers_what_changed_and_scaling_changes_nothing() {
 #[test]
 fn a_sync_removes_services_gone_meanwhile_and_keeps_all_when_the_list_fails() {
     let mut w = SwarmWorld::manager();
-    w.put(service(
-        "s1",
-        "web",
-        &[],
-        &[(80, 18080, "tcp", "ingress")],
-        1,
-    ));
+    w.put(web());
     w.put(service(
         "s2",
         "api",
@@ -344,13 +337,7 @@ fn cleanup_removes_this_hosts_entries_of_services_gone() {
             .held
             .insert(id.into(), String::new());
     }
-    w.put(service(
-        "s1",
-        "web",
-        &[],
-        &[(80, 18080, "tcp", "ingress")],
-        1,
-    ));
+    w.put(web());
     w.swarm.0.lock().unwrap().broken = true;
     w.sync();
     assert_eq!(
@@ -374,13 +361,7 @@ fn workers_and_nodes_outside_a_swarm_register_no_service() {
         },
     ] {
         let mut w = SwarmWorld::new(info.clone(), Options::default(), Settings::default());
-        w.put(service(
-            "s1",
-            "web",
-            &[],
-            &[(80, 18080, "tcp", "ingress")],
-            1,
-        ));
+        w.put(web());
         w.sync();
         w.event(Kind::Service, "s1");
         w.sync();
@@ -401,13 +382,7 @@ fn internal_leaves_swarm_services_to_their_task_containers() {
         ..Settings::default()
     };
     let mut w = SwarmWorld::new(manager(), Options::default(), settings);
-    w.put(service(
-        "s1",
-        "web",
-        &[],
-        &[(80, 18080, "tcp", "ingress")],
-        1,
-    ));
+    w.put(web());
     w.sync();
     w.event(Kind::Service, "s1");
     assert!(w.held().is_empty());
@@ -416,13 +391,7 @@ fn internal_leaves_swarm_services_to_their_task_containers() {
 #[test]
 fn promotion_and_demotion_follow_node_events_about_this_node() {
     let mut w = SwarmWorld::new(worker(), Options::default(), Settings::default());
-    w.put(service(
-        "s1",
-        "web",
-        &[],
-        &[(80, 18080, "tcp", "ingress")],
-        1,
-    ));
+    w.put(web());
     w.sync();
     assert!(w.held().is_empty());
     w.swarm.0.lock().unwrap().info = manager();
@@ -442,13 +411,7 @@ fn the_address_is_ip_else_the_nodes_else_the_advertised_one() {
         ..Settings::default()
     };
     let mut w = SwarmWorld::new(manager(), Options::default(), settings);
-    w.put(service(
-        "s1",
-        "web",
-        &[],
-        &[(80, 18080, "tcp", "ingress")],
-        1,
-    ));
+    w.put(web());
     w.sync();
     assert_eq!(w.wanted("s1")[0].ip, "198.51.100.7");
     assert_eq!(
@@ -459,13 +422,7 @@ fn the_address_is_ip_else_the_nodes_else_the_advertised_one() {
 
     let mut w = SwarmWorld::manager();
     w.swarm.0.lock().unwrap().node_addr = "0.0.0.0".into();
-    w.put(service(
-        "s1",
-        "web",
-        &[],
-        &[(80, 18080, "tcp", "ingress")],
-        1,
-    ));
+    w.put(web());
     w.sync();
     assert_eq!(w.wanted("s1")[0].ip, "192.0.2.1", "/info's NodeAddr");
 }
@@ -486,13 +443,7 @@ fn without_the_flag_service_events_change_nothing() {
         Options::default(),
     );
     let mut w = SwarmWorld { swarm, reg, bridge };
-    w.put(service(
-        "s1",
-        "web",
-        &[],
-        &[(80, 18080, "tcp", "ingress")],
-        1,
-    ));
+    w.put(web());
     w.sync();
     w.event(Kind::Service, "s1");
     w.event(Kind::Node, "node1");
@@ -505,13 +456,7 @@ fn a_rename_that_keeps_the_id_removes_the_old_key() {
     // Key-value registries key an entry by name and ID.
     let mut w = SwarmWorld::manager();
     w.reg.0.lock().unwrap().by_name = true;
-    w.put(service(
-        "s1",
-        "web",
-        &[],
-        &[(80, 18080, "tcp", "ingress")],
-        1,
-    ));
+    w.put(web());
     w.sync();
     assert_eq!(w.held(), ["web/h:web:18080"]);
     w.put(service(
@@ -540,13 +485,7 @@ fn shutdown_and_resync_treat_swarm_entries_as_containers() {
     let mut w = SwarmWorld::new(manager(), opts, Settings::default());
     let clock = Hand(Arc::new(Mutex::new(Instant::now())));
     w.bridge.clock = Arc::new(clock.clone());
-    w.put(service(
-        "s1",
-        "web",
-        &[],
-        &[(80, 18080, "tcp", "ingress")],
-        1,
-    ));
+    w.put(web());
     w.sync();
     w.registry_calls();
     // The registry lost it: the resync registers it again.
@@ -567,13 +506,7 @@ fn a_node_that_cannot_take_part_now_keeps_its_entries() {
     let mut w = SwarmWorld::new(manager(), opts, Settings::default());
     let clock = Hand(Arc::new(Mutex::new(Instant::now())));
     w.bridge.clock = Arc::new(clock.clone());
-    w.put(service(
-        "s1",
-        "web",
-        &[],
-        &[(80, 18080, "tcp", "ingress")],
-        1,
-    ));
+    w.put(web());
     w.sync();
     for state in ["pending", "locked", "error"] {
         w.swarm.0.lock().unwrap().info = SwarmInfo {
@@ -602,13 +535,7 @@ fn a_demotion_seen_only_after_its_node_event_is_caught_by_the_second_look() {
     let mut w = SwarmWorld::manager();
     let clock = Hand(Arc::new(Mutex::new(Instant::now())));
     w.bridge.clock = Arc::new(clock.clone());
-    w.put(service(
-        "s1",
-        "web",
-        &[],
-        &[(80, 18080, "tcp", "ingress")],
-        1,
-    ));
+    w.put(web());
     w.sync();
     // The node event comes while /info still says manager.
     w.event(Kind::Node, "node1");
@@ -623,13 +550,7 @@ fn a_demotion_seen_only_after_its_node_event_is_caught_by_the_second_look() {
 #[test]
 fn a_service_event_on_a_node_just_made_manager_registers_every_service() {
     let mut w = SwarmWorld::new(worker(), Options::default(), Settings::default());
-    w.put(service(
-        "s1",
-        "web",
-        &[],
-        &[(80, 18080, "tcp", "ingress")],
-        1,
-    ));
+    w.put(web());
     w.put(service(
         "s2",
         "api",
@@ -647,13 +568,7 @@ fn a_service_event_on_a_node_just_made_manager_registers_every_service() {
 #[test]
 fn a_hostile_container_event_cannot_touch_a_swarm_entry() {
     let mut w = SwarmWorld::manager();
-    w.put(service(
-        "s1",
-        "web",
-        &[],
-        &[(80, 18080, "tcp", "ingress")],
-        1,
-    ));
+    w.put(web());
     w.sync();
     let ev = Event {
         kind: Kind::Container,
