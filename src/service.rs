@@ -245,16 +245,19 @@ pub fn swarm_services(
             continue;
         }
         let mut attrs = named.attrs;
-        // Checks that need a container: none for a swarm service.
-        for (key, label) in [
-            ("check_docker", "SERVICE_CHECK_DOCKER"),
-            ("check_cmd", "SERVICE_CHECK_CMD"),
-        ] {
-            if attrs.remove(key).is_some() {
-                ignored.push(format!(
-                    "{who} port {target}: {label} needs a container; no such check"
-                ));
-            }
+        // Checks that need a container: none for a swarm service (said when one was asked for).
+        if attrs
+            .remove("check_docker")
+            .is_some_and(|v| boolean(&v) != Some(false))
+        {
+            ignored.push(format!(
+                "{who} port {target}: SERVICE_CHECK_DOCKER needs a container; no such check"
+            ));
+        }
+        if attrs.remove("check_cmd").is_some_and(|v| !v.is_empty()) {
+            ignored.push(format!(
+                "{who} port {target}: SERVICE_CHECK_CMD needs a container; no such check"
+            ));
         }
         let mut tags = split_tags(named.own_tags);
         tags.extend(settings.tags.iter().cloned());

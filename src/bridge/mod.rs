@@ -338,7 +338,9 @@ impl Bridge {
             self.retry();
             self.flush();
         }
-        self.swarm_tick();
+        if self.swarm_tick() {
+            self.flush();
+        }
         let now = self.clock.now();
         let survived: Vec<String> = (self.stopping.iter())
             .filter(|(_, at)| now >= **at)
@@ -1042,9 +1044,9 @@ impl Bridge {
                     }
                 }
             }
-            if self.swarm.is_some() {
+            if self.registers_swarm_services() {
                 log::info!(
-                    "cleanup: {} (no running container, and no swarm service this node registers, is named {name})",
+                    "cleanup: {} (no running container is named {name}, and no swarm service registered here has this entry)",
                     s.id
                 );
             } else {

@@ -11,9 +11,11 @@
 //! When: at every sync, after looking at this node's role (`/info`); at each service event (the
 //! service is looked up: a create or an update registers what it has now and removes what it no
 //! longer has, a service gone is deregistered); at node events about this node (a promotion or
-//! a demotion), looked at again [`LOOK_AGAIN`] later since `/info` may show the change a moment
-//! after its event. A worker gets no swarm events: its promotion shows at the next sync
-//! (`-resync`).
+//! a demotion), looked at again 2, 4, 8 and 16 s later since `/info` may show the change a while
+//! after its event. A worker gets no swarm events: its promotion shows at its first service
+//! event or the next sync (`-resync`). When the swarm could not be read (the node pending or
+//! locked, a manager without a leader yet), it is read again with backoff from 2 s to 60 s
+//! until it can be, then every service is registered again and a deferred `-cleanup` runs.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -23,9 +25,12 @@ use crate::docker::swarm::{Role, Service as SwarmService, SwarmInfo};
 use crate::service;
 
 const PREFIX: &str = "swarm:";
-/// After a node event about this node, or while the node is in a swarm it cannot take part in
-/// yet (pending, locked), its role is looked at again this much later.
+/// The first pause before the role is looked at again (after a node event about this node, or
+/// while the swarm cannot be read); it doubles at each look, up to [`LOOK_MAX`].
 const LOOK_AGAIN: Duration = Duration::from_secs(2);
+const LOOK_MAX: Duration = Duration::from_secs(60);
+/// Looks after a node event about this node: 2, 4, 8 and 16 s after it.
+const NODE_LOOKS: u32 = 4;
 
 /// Where the worker keeps a swarm service's entries (and their `container_id`).
 pub(super) fn key(service_id: &str) -> String {
@@ -48,8 +53,14 @@ pub(super) struct Swarm {
     node_id: String,
     /// Where swarm services are registered (on a manager): `-ip`, else this node's address.
     addr: String,
-    /// When to look at the role again (see [`LOOK_AGAIN`]).
+    /// When to look at the role again, and the pause after that one (see [`LOOK_AGAIN`]).
     look_again: Option<Instant>,
+    pause: Duration,
+    /// Looks still to come after a node event about this node.
+    node_looks: u32,
+    /// Something could not be read (the role, the list, a service): what is registered may be
+    /// stale. Looked at again with backoff until the services are listed.
+    dirty: bool,
     /// Service ID -> the `ignored:` reasons logged last, so that the several events of one
     /// rolling update do not repeat them at info level.
     ignored: HashMap<String, Vec<String>>,
@@ -58,6 +69,30 @@ pub(super) struct Swarm {
 impl Swarm {
     pub(super) fn next_due(&self) -> Option<Instant> {
         self.look_again
+    }
+
+    /// The next look, after the current pause (which then doubles), unless one is due sooner.
+    fn look_later(&mut self, now: Instant) {
+        let at = now.checked_add(self.pause.max(LOOK_AGAIN));
+        if self.look_again.is_none() || at < self.look_again {
+            self.look_again = at;
+            self.pause = (self.pause.max(LOOK_AGAIN) * 2).min(LOOK_MAX);
+        }
+    }
+
+    /// Something could not be read: look again later.
+    fn failed(&mut self, now: Instant) {
+        self.dirty = true;
+        self.look_later(now);
+    }
+
+    /// Every service was listed: nothing is stale any more.
+    fn settled(&mut self) {
+        self.dirty = false;
+        if self.node_looks == 0 {
+            self.look_again = None;
+            self.pause = LOOK_AGAIN;
+        }
     }
 }
 
@@ -94,14 +129,21 @@ impl Bridge {
             return;
         }
         if changed {
-            // Just became a manager (or moved): every service, this one with them.
-            self.list_services(Pass::Event);
+            // Just became a manager (or moved, or the swarm could not be read before): every
+            // service, this one with them.
+            self.relist();
             return;
         }
         match self.docker.service(id) {
             Ok(Some(s)) => self.register_swarm(&s, Pass::Event),
             Ok(None) => self.remove_swarm(id),
-            Err(e) => log::error!("docker: swarm service {id}: {e}"),
+            Err(e) => {
+                log::error!("docker: swarm service {id}: {e}");
+                let now = self.clock.now();
+                if let Some(sw) = self.swarm.as_mut() {
+                    sw.failed(now);
+                }
+            }
         }
     }
 
@@ -115,29 +157,53 @@ impl Bridge {
         if !sw.node_id.is_empty() && sw.node_id != node_id {
             return;
         }
-        sw.look_again = now.checked_add(LOOK_AGAIN);
+        sw.node_looks = NODE_LOOKS;
+        sw.pause = LOOK_AGAIN;
+        sw.look_again = None;
+        sw.look_later(now);
         self.look_and_relist();
     }
 
-    /// The [`LOOK_AGAIN`] timer, when due.
-    pub(super) fn swarm_tick(&mut self) {
+    /// The look-again timer: true when it was due (and the worker has changes to flush).
+    pub(super) fn swarm_tick(&mut self) -> bool {
         let now = self.clock.now();
         let Some(sw) = self.swarm.as_mut() else {
-            return;
+            return false;
         };
-        if sw.look_again.is_some_and(|at| now >= at) {
-            sw.look_again = None;
-            self.look_and_relist();
+        if sw.look_again.is_none_or(|at| now < at) {
+            return false;
+        }
+        sw.look_again = None;
+        sw.node_looks = sw.node_looks.saturating_sub(1);
+        if sw.node_looks > 0 {
+            sw.look_later(now);
+        }
+        self.look_and_relist();
+        let now = self.clock.now();
+        if let Some(sw) = self.swarm.as_mut().filter(|sw| sw.dirty) {
+            sw.look_later(now);
+        }
+        true
+    }
+
+    /// Looks at the role; a node that just became a manager, whose address moved, or whose
+    /// swarm could not be read before, registers every service.
+    fn look_and_relist(&mut self) {
+        if let Some((Role::Manager, true)) = self.swarm_look() {
+            self.relist();
         }
     }
 
-    /// Looks at the role; a node that just became a manager, or whose address moved, registers
-    /// every service.
-    fn look_and_relist(&mut self) {
-        if let Some((Role::Manager, true)) = self.swarm_look() {
-            if !self.settings.internal {
-                self.list_services(Pass::Event);
-            }
+    /// Every service again, on a manager that registers them; with a `-cleanup` deferred
+    /// meanwhile, as a whole sync (which runs it).
+    fn relist(&mut self) {
+        if self.settings.internal {
+            return;
+        }
+        if self.opts.cleanup && self.cleanup_due {
+            self.sync(Pass::Resync);
+        } else {
+            self.list_services(Pass::Event);
         }
     }
 
@@ -148,6 +214,10 @@ impl Bridge {
             Ok(l) => l,
             Err(e) => {
                 log::error!("docker: list swarm services: {e}");
+                let now = self.clock.now();
+                if let Some(sw) = self.swarm.as_mut() {
+                    sw.failed(now);
+                }
                 return false;
             }
         };
@@ -165,6 +235,11 @@ impl Bridge {
             .collect();
         for id in gone {
             self.remove_swarm(&id);
+        }
+        if let Some(sw) = self.swarm.as_mut() {
+            // Reasons of services gone (never registered, so not among `gone`).
+            sw.ignored.retain(|id, _| listed.contains(&key(id)));
+            sw.settled();
         }
         true
     }
@@ -201,32 +276,37 @@ impl Bridge {
         let (role, addr, info) = self.read_role()?;
         let sw = self.swarm.as_mut()?;
         sw.unsettled = None;
-        sw.node_id = info.node_id.clone();
         let was = sw.role.replace(role);
         let moved = std::mem::replace(&mut sw.addr, addr) != sw.addr;
-        let changed = was != Some(role) || moved;
-        if changed {
+        if was != Some(role) || moved {
             log_role(role, &sw.addr, &info, self.settings.internal);
+        }
+        let stale = sw.dirty;
+        if role != Role::Manager {
+            // Nothing of the swarm to read here.
+            sw.settled();
         }
         if was == Some(Role::Manager) && role != Role::Manager {
             self.drop_swarm_services();
         }
-        Some((role, changed))
+        Some((role, was != Some(role) || moved || stale))
     }
 
     /// `/info`, and for a manager its address (unless `-ip` gives one, or `-internal` needs
     /// none). `None` with the reason logged.
     fn read_role(&mut self) -> Option<(Role, String, SwarmInfo)> {
+        let now = self.clock.now();
         let info = match self.docker.swarm_info() {
             Ok(i) => i,
             Err(e) => {
                 log::error!("docker: info (-swarm): {e}");
+                self.swarm.as_mut()?.failed(now);
                 return None;
             }
         };
+        let sw = self.swarm.as_mut()?;
+        sw.node_id = info.node_id.clone();
         let Some(role) = info.role() else {
-            let now = self.clock.now();
-            let sw = self.swarm.as_mut()?;
             if sw.unsettled.as_deref() != Some(info.local_node_state.as_str()) {
                 log::warn!(
                     "swarm: this node's swarm state is {:?}; what is registered stays until it is active",
@@ -234,7 +314,7 @@ impl Bridge {
                 );
                 sw.unsettled = Some(info.local_node_state.clone());
             }
-            sw.look_again = now.checked_add(LOOK_AGAIN);
+            sw.failed(now);
             return None;
         };
         let addr = match (role, &self.settings.ip) {
@@ -267,6 +347,8 @@ impl Bridge {
             "swarm: this node's address is unknown (node {}: {from_node:?}); swarm services wait for it (or set -ip)",
             info.node_id
         );
+        let now = self.clock.now();
+        self.swarm.as_mut()?.failed(now);
         None
     }
 
@@ -284,6 +366,18 @@ impl Bridge {
         for id in ids {
             self.remove_swarm(&id);
         }
+        if let Some(sw) = self.swarm.as_mut() {
+            sw.ignored.clear();
+        }
+    }
+
+    /// This node registers swarm services now: a manager, without `-internal`.
+    pub(super) fn registers_swarm_services(&self) -> bool {
+        let manager = self
+            .swarm
+            .as_ref()
+            .is_some_and(|sw| sw.role == Some(Role::Manager));
+        manager && !self.settings.internal
     }
 }
 

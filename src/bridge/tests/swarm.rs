@@ -498,7 +498,7 @@ fn shutdown_and_resync_treat_swarm_entries_as_containers() {
 }
 
 #[test]
-fn a_node_that_cannot_take_part_now_keeps_its_entries() {
+fn a_node_that_cannot_take_part_now_keeps_its_entries_then_catches_up() {
     let opts = Options {
         cleanup: true,
         ..Options::default()
@@ -507,27 +507,49 @@ fn a_node_that_cannot_take_part_now_keeps_its_entries() {
     let clock = Hand(Arc::new(Mutex::new(Instant::now())));
     w.bridge.clock = Arc::new(clock.clone());
     w.put(web());
+    w.put(service(
+        "s2",
+        "api",
+        &[],
+        &[(80, 18081, "tcp", "ingress")],
+        1,
+    ));
     w.sync();
+    assert_eq!(w.held(), ["h:api:18081", "h:web:18080"]);
+    // A leftover of this host for -cleanup, and a service removed while the node is pending.
+    w.reg
+        .0
+        .lock()
+        .unwrap()
+        .held
+        .insert("h:old:1".into(), String::new());
+    w.drop_service("s2");
+    let mut pauses = Vec::new();
     for state in ["pending", "locked", "error"] {
         w.swarm.0.lock().unwrap().info = SwarmInfo {
             local_node_state: state.into(),
             control_available: false,
             ..manager()
         };
-        w.sync();
-        assert_eq!(w.held(), ["h:web:18080"], "{state}: kept, no cleanup");
-        assert!(
-            w.bridge.next_due().is_some(),
-            "{state}: looked at again soon"
-        );
+        if state == "pending" {
+            w.sync();
+        } else {
+            let due = w.bridge.next_due().expect("a look is due");
+            *clock.0.lock().unwrap() = due;
+            w.bridge.tick();
+        }
+        let due = w.bridge.next_due().expect("looked at again");
+        pauses.push(due.duration_since(w.bridge.clock.now()).as_secs());
+        assert_eq!(w.held().len(), 3, "{state}: kept, no cleanup");
     }
-    // Active again: looked at by the timer, nothing to change.
+    assert_eq!(pauses, [2, 4, 8], "backoff");
+    // Active again: the next look lists every service and runs the deferred cleanup.
     w.swarm.0.lock().unwrap().info = manager();
-    w.engine_calls();
-    *clock.0.lock().unwrap() += Duration::from_secs(3);
+    let due = w.bridge.next_due().unwrap();
+    *clock.0.lock().unwrap() = due;
     w.bridge.tick();
-    assert_eq!(w.engine_calls()[0], "info");
     assert_eq!(w.held(), ["h:web:18080"]);
+    assert_eq!(w.bridge.next_due(), None, "settled: no timer left");
 }
 
 #[test]
@@ -537,14 +559,29 @@ fn a_demotion_seen_only_after_its_node_event_is_caught_by_the_second_look() {
     w.bridge.clock = Arc::new(clock.clone());
     w.put(web());
     w.sync();
-    // The node event comes while /info still says manager.
+    // The node event comes while /info still says manager, and the next two looks too.
     w.event(Kind::Node, "node1");
-    assert_eq!(w.held(), ["h:web:18080"]);
-    w.swarm.0.lock().unwrap().info = worker();
-    *clock.0.lock().unwrap() += Duration::from_secs(3);
-    w.bridge.tick();
-    assert!(w.held().is_empty(), "demoted");
-    assert_eq!(w.bridge.next_due(), None, "no timer left");
+    let start = w.bridge.clock.now();
+    let mut looks = Vec::new();
+    while let Some(due) = w.bridge.next_due() {
+        looks.push(due.duration_since(start).as_secs());
+        if looks.len() == 3 {
+            w.swarm.0.lock().unwrap().info = worker();
+        }
+        *clock.0.lock().unwrap() = due;
+        w.bridge.tick();
+        assert_eq!(
+            w.held().is_empty(),
+            looks.len() >= 3,
+            "look {}",
+            looks.len()
+        );
+    }
+    assert_eq!(
+        looks,
+        [2, 6, 14, 30],
+        "2, 4, 8 and 16 s apart, then no timer"
+    );
 }
 
 #[test]
