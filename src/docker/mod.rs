@@ -433,21 +433,28 @@ impl Client {
         }
     }
 
-    /// A JSON answer, parsed while the body arrives, never held whole: for
-    /// answers that grow with the number of containers.
-    fn get_json_streamed<T: serde::de::DeserializeOwned>(
+    /// A JSON answer, parsed while the body arrives, never held whole (answers that grow with
+    /// the number of containers or services); `None` for 404 when `missing_ok`. The one JSON
+    /// reader of every answer but an inspect (whose text is kept).
+    fn get_json<T: serde::de::DeserializeOwned>(
         &mut self,
         path: &str,
-    ) -> Result<T, Error> {
+        missing_ok: bool,
+    ) -> Result<Option<T>, Error> {
         let (_, out) = self.get_with(path, |head, body| {
             if !(200..300).contains(&head.status) {
                 let text = body.collect()?;
+                if head.status == 404 && missing_ok {
+                    return Ok(None);
+                }
                 return Err(Error::Status(head.status, error_message(&text)));
             }
-            serde_json::from_reader(&mut *body).map_err(|e| match body.error.take() {
-                Some(inner) => inner,
-                None => Error::Json(e),
-            })
+            serde_json::from_reader(&mut *body)
+                .map(Some)
+                .map_err(|e| match body.error.take() {
+                    Some(inner) => inner,
+                    None => Error::Json(e),
+                })
         })?;
         Ok(out)
     }
@@ -466,7 +473,7 @@ impl Client {
     pub fn running(&mut self) -> Result<Vec<String>, Error> {
         // 100 containers list as 85 KB; read whole, that was the daemon's largest allocation.
         let path = self.endpoint.path("/containers/json");
-        let list: Vec<Summary> = self.get_json_streamed(&path)?;
+        let list: Vec<Summary> = self.get_json(&path, false)?.unwrap_or_default();
         Ok(list
             .into_iter()
             .map(|s| s.id)
@@ -492,7 +499,7 @@ impl Client {
     /// `GET /info`: whether this node is in a swarm, and a manager.
     pub fn swarm_info(&mut self) -> Result<swarm::SwarmInfo, Error> {
         let path = self.endpoint.path("/info");
-        let info: swarm::Info = self.get_json(&path)?.unwrap_or_default();
+        let info: swarm::Info = self.get_json(&path, true)?.unwrap_or_default();
         Ok(info.swarm)
     }
 
@@ -501,14 +508,14 @@ impl Client {
         let path = self
             .endpoint
             .path(&format!("/nodes/{}", percent::encode(id)));
-        let node: Option<swarm::Node> = self.get_json(&path)?;
+        let node: Option<swarm::Node> = self.get_json(&path, true)?;
         Ok(node.map(|n| n.status.addr))
     }
 
     /// `GET /services` (managers only; another node gets HTTP 503).
     pub fn services(&mut self) -> Result<Vec<swarm::Service>, Error> {
         let path = self.endpoint.path("/services");
-        self.get_json_streamed(&path)
+        Ok(self.get_json(&path, false)?.unwrap_or_default())
     }
 
     /// `GET /services/{id}` (managers only); `None` for a service not known (removed).
@@ -516,17 +523,7 @@ impl Client {
         let path = self
             .endpoint
             .path(&format!("/services/{}", percent::encode(id)));
-        self.get_json(&path)
-    }
-
-    /// A JSON answer read whole; `None` for 404.
-    fn get_json<T: serde::de::DeserializeOwned>(&mut self, path: &str) -> Result<Option<T>, Error> {
-        let (head, body) = self.get(path)?;
-        match head.status {
-            200..=299 => serde_json::from_slice(&body).map(Some).map_err(Error::Json),
-            404 => Ok(None),
-            s => Err(Error::Status(s, error_message(&body))),
-        }
+        self.get_json(&path, true)
     }
 
     /// Asks for the inspect of `id` now, on the kept-alive connection, and leaves its answer
