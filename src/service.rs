@@ -264,14 +264,12 @@ pub fn swarm_services(
         if proto == "udp" {
             tags.push("udp".into());
         }
-        let label_ip = (settings.ip_label.as_ref())
-            .and_then(|l| s.spec.labels.get(l))
-            .filter(|v| !v.is_empty())
-            .map(|v| v.rsplit_once('/').map_or(v.as_str(), |(ip, _)| ip));
         out.push(Service {
             id: named.id,
             name: named.name,
-            ip: label_ip.unwrap_or(addr).to_string(),
+            ip: label_ip(settings, &s.spec.labels)
+                .unwrap_or(addr)
+                .to_string(),
             port: published,
             tags,
             attrs,
@@ -377,18 +375,22 @@ fn address(
         }
         port = exposed_port;
     }
-    if let Some(label) = &settings.ip_label {
-        if let Some(v) = c.config.labels.get(label).filter(|v| !v.is_empty()) {
-            ip = match v.rfind('/') {
-                Some(i) => v[..i].to_string(),
-                None => v.clone(),
-            };
-        }
+    if let Some(v) = label_ip(settings, &c.config.labels) {
+        ip = v.to_string();
     }
     if ip.is_empty() {
         return Err("no address (not published, no container IP)".into());
     }
     Ok((ip, port))
+}
+
+/// `-useIpFromLabel`: the address in that label of a container (or a swarm service), the text
+/// after its last `/` dropped (`10.0.0.5/24` -> `10.0.0.5`); `None` without the flag or the label.
+fn label_ip<'l>(settings: &Settings, labels: &'l BTreeMap<String, String>) -> Option<&'l str> {
+    let v = labels
+        .get(settings.ip_label.as_ref()?)
+        .filter(|v| !v.is_empty())?;
+    Some(v.rsplit_once('/').map_or(v.as_str(), |(ip, _)| ip))
 }
 
 /// Which ports a `SERVICE_*` entry is for.
